@@ -1,0 +1,201 @@
+"""Header values: names, comma lists, name-addr (From/To/Contact), Via and CSeq (RFC 3261 §20, §25).
+
+Values are parsed on demand from the raw text the message keeps, so a keepalive that only needs
+Call-ID and CSeq never pays for parsing Via or Contact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import RemoteProtocolError
+from .uri import SipUri, split_hostport
+
+#: RFC 3261 §7.3.3 compact forms (plus RFC 3265 o/u and RFC 4028 x).
+COMPACT = {
+    "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length",
+    "c": "Content-Type", "f": "From", "s": "Subject", "k": "Supported", "t": "To", "v": "Via",
+    "o": "Event", "u": "Allow-Events", "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires",
+}
+_CANONICAL = {n.lower(): n for n in (
+    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Expires", "Content-Length",
+    "Content-Type", "Authorization", "WWW-Authenticate", "Proxy-Authenticate", "Proxy-Authorization",
+    "User-Agent", "Server", "Date", "Subject", "Event", "Subscription-State", "Allow", "Supported",
+    "Route", "Record-Route", "Require", "Accept", "Allow-Events", "Retry-After", "Warning",
+    "Min-Expires", "Unsupported", "Reason", "X-GB-Ver", "Content-Encoding", "Session-Expires",
+    "Refer-To", "Referred-By", "Monitor-User-Identity",
+)}
+_CANONICAL["call-id"] = "Call-ID"
+_CANONICAL["cseq"] = "CSeq"
+_CANONICAL["www-authenticate"] = "WWW-Authenticate"
+_CANONICAL["x-gb-ver"] = "X-GB-Ver"
+
+#: Headers whose values may be comma-joined lists (RFC 3261 §7.3.1). Authorization-type headers and
+#: dates contain commas inside one value and are never split.
+LIST_HEADERS = frozenset({"Via", "Contact", "Route", "Record-Route", "Allow", "Supported", "Require",
+                          "Accept", "Allow-Events", "Unsupported", "Proxy-Require"})
+
+
+def canonical_name(name: str) -> str:
+    """Canonical spelling of a header name: compact forms expanded, case normalised."""
+    if len(name) == 1:
+        full = COMPACT.get(name.lower())
+        if full:
+            return full
+    low = name.lower()
+    known = _CANONICAL.get(low)
+    if known:
+        return known
+    return "-".join(p[:1].upper() + p[1:].lower() for p in low.split("-"))
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a list header at commas outside quotes and ``<...>``."""
+    if "," not in value:
+        return [value.strip()]
+    out, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(value):
+        c = value[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == "<":
+            depth += 1
+        elif c == ">":
+            depth = max(0, depth - 1)
+        elif c == "," and depth == 0:
+            out.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    out.append(value[start:].strip())
+    return [v for v in out if v]
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """``;a=b;c`` → ``{"a": "b", "c": None}`` (names lower-cased, quotes removed)."""
+    params: dict[str, str | None] = {}
+    for part in _split_semis(text):
+        if not part:
+            continue
+        k, eq, v = part.partition("=")
+        k = k.strip().lower()
+        if not k:
+            continue
+        v = v.strip()
+        if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+            v = v[1:-1]
+        params[k] = v if eq else None
+    return params
+
+
+def _split_semis(text: str) -> list[str]:
+    if '"' not in text:
+        return [p.strip() for p in text.split(";")]
+    out, quoted, start = [], False, 0
+    for i, c in enumerate(text):
+        if c == '"':
+            quoted = not quoted
+        elif c == ";" and not quoted:
+            out.append(text[start:i].strip())
+            start = i + 1
+    out.append(text[start:].strip())
+    return out
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+@dataclass(slots=True)
+class NameAddr:
+    """``"Display" <sip:user@host>;tag=x`` as in From, To and Contact."""
+
+    uri: SipUri | None
+    display: str = ""
+    params: dict[str, str | None] = field(default_factory=dict)
+    wildcard: bool = False
+
+    @classmethod
+    def parse(cls, value: str) -> "NameAddr":
+        value = value.strip()
+        if value == "*":
+            return cls(None, wildcard=True)
+        lt = value.find("<")
+        if lt >= 0:
+            gt = value.find(">", lt)
+            if gt < 0:
+                raise RemoteProtocolError(f"unterminated <> in {value[:80]!r}")
+            display = value[:lt].strip().strip('"')
+            uri = SipUri.parse(value[lt + 1:gt])
+            params = parse_params(value[gt + 1:].lstrip(";")) if value[gt + 1:].strip() else {}
+            return cls(uri, display, params)
+        # addr-spec without brackets: parameters belong to the header, not the URI (RFC 3261 §20.10)
+        uri_text, _, rest = value.partition(";")
+        return cls(SipUri.parse(uri_text), "", parse_params(rest) if rest else {})
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def user(self) -> str | None:
+        return self.uri.user if self.uri else None
+
+    def __str__(self) -> str:
+        if self.wildcard:
+            return "*"
+        head = f'"{self.display}" ' if self.display else ""
+        return f"{head}<{self.uri}>{format_params(self.params)}"
+
+
+@dataclass(slots=True)
+class Via:
+    transport: str
+    host: str
+    port: int | None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, value: str) -> "Via":
+        try:
+            proto, sent_by = value.strip().split(None, 1)
+            name, version, transport = (p.strip() for p in proto.split("/"))
+        except ValueError:
+            raise RemoteProtocolError(f"malformed Via {value[:80]!r}") from None
+        if name.upper() != "SIP":
+            raise RemoteProtocolError(f"malformed Via {value[:80]!r}")
+        hostport, _, rest = sent_by.partition(";")
+        host, port = split_hostport(hostport)
+        return cls(transport.upper(), host, port, parse_params(rest) if rest else {})
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port else ""
+        return f"SIP/2.0/{self.transport} {host}{port}{format_params(self.params)}"
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    number: int
+    method: str
+
+    @classmethod
+    def parse(cls, value: str) -> "CSeq":
+        parts = value.split()
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+            raise RemoteProtocolError(f"malformed CSeq {value[:40]!r}")
+        number = int(parts[0])
+        if number >= 2**31:
+            raise RemoteProtocolError("CSeq number out of range")
+        return cls(number, parts[1].upper())
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"

@@ -1,0 +1,281 @@
+"""SIP requests and responses: parse from bytes, build, serialise (RFC 3261 §7, §18.3, §20).
+
+Sans-IO: nothing here knows where bytes come from. Every malformed input raises
+:class:`~sip28181.errors.RemoteProtocolError` (status hint 400, with a reason fit for the reply);
+no other exception escapes :func:`parse_message`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..errors import RemoteProtocolError
+from .headers import CSeq, LIST_HEADERS, NameAddr, Via, canonical_name, split_commas
+
+MAX_MESSAGE_SIZE = 65_535      # the largest UDP datagram; a TCP message is held to the same bound
+MAX_HEADERS = 128
+MAX_HEADER_BYTES = 16_384
+SIP_VERSION = "SIP/2.0"
+
+REASONS = {
+    100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 202: "Accepted",
+    302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 413: "Request Entity Too Large",
+    415: "Unsupported Media Type", 420: "Bad Extension", 423: "Interval Too Brief",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 486: "Busy Here",
+    487: "Request Terminated", 488: "Not Acceptable Here", 489: "Bad Event", 500: "Server Internal Error",
+    501: "Not Implemented", 503: "Service Unavailable", 505: "Version Not Supported",
+}
+
+_REQUIRED = ("Call-ID", "CSeq", "From", "To", "Via")
+
+
+class Headers:
+    """Ordered, case-insensitive multi-map of header fields (canonical names kept)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = items if items is not None else []
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        name = canonical_name(name)
+        for k, v in self._items:
+            if k == name:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``; list headers split at commas into their elements."""
+        name = canonical_name(name)
+        values = [v for k, v in self._items if k == name]
+        if name in LIST_HEADERS:
+            return [e for v in values for e in split_commas(v)]
+        return values
+
+    def set(self, name: str, value: object) -> None:
+        name = canonical_name(name)
+        items = [(k, v) for k, v in self._items if k != name]
+        items.append((name, str(value)))
+        self._items[:] = items
+
+    def add(self, name: str, value: object) -> None:
+        self._items.append((canonical_name(name), str(value)))
+
+    def insert(self, name: str, value: object) -> None:
+        """Add as the first field (a new top Via)."""
+        self._items.insert(0, (canonical_name(name), str(value)))
+
+    def remove(self, name: str) -> None:
+        name = canonical_name(name)
+        self._items[:] = [(k, v) for k, v in self._items if k != name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def copy(self) -> "Headers":
+        return Headers(list(self._items))
+
+
+class Message:
+    """Fields and accessors shared by :class:`Request` and :class:`Response`."""
+
+    __slots__ = ("headers", "body")
+
+    headers: Headers
+    body: bytes
+
+    # -- frequently used fields, parsed on access ---------------------------------------------
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    @property
+    def cseq(self) -> CSeq:
+        return CSeq.parse(self.headers.get("CSeq") or "")
+
+    @property
+    def from_(self) -> NameAddr:
+        return NameAddr.parse(self.headers.get("From") or "")
+
+    @property
+    def to(self) -> NameAddr:
+        return NameAddr.parse(self.headers.get("To") or "")
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(v) for v in self.headers.get_all("Via")]
+
+    @property
+    def via(self) -> Via:
+        first = self.headers.get("Via")
+        if first is None:
+            raise RemoteProtocolError("missing Via")
+        return Via.parse(split_commas(first)[0])
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        return [NameAddr.parse(v) for v in self.headers.get_all("Contact")]
+
+    @property
+    def content_type(self) -> str:
+        return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+    @property
+    def expires(self) -> int | None:
+        value = self.headers.get("Expires")
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.isdigit() or len(value) > 10:
+            raise RemoteProtocolError(f"bad Expires {value[:20]!r}")
+        return int(value)
+
+    def _start_line(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        """Serialise; Content-Length is always written to match the body."""
+        lines = [self._start_line()]
+        lines += [f"{k}: {v}" for k, v in self.headers if k != "Content-Length"]
+        lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+
+    __bytes__ = encode
+
+
+class Request(Message):
+    __slots__ = ("method", "uri")
+
+    def __init__(self, method: str, uri: str, headers: Headers | None = None, body: bytes = b"") -> None:
+        self.method = method
+        self.uri = uri
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} {SIP_VERSION}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri} Call-ID={self.call_id!r}>"
+
+
+class Response(Message):
+    __slots__ = ("status", "reason")
+
+    def __init__(self, status: int, reason: str | None = None, headers: Headers | None = None,
+                 body: bytes = b"") -> None:
+        self.status = status
+        self.reason = reason if reason is not None else REASONS.get(status, "")
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+
+    def _start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason} Call-ID={self.call_id!r}>"
+
+    @classmethod
+    def for_request(cls, request: Request, status: int, reason: str | None = None,
+                    to_tag: str | None = None) -> "Response":
+        """A response copying Via, From, To (with ``to_tag`` added if it has none), Call-ID, CSeq."""
+        items: list[tuple[str, str]] = []
+        for k, v in request.headers:
+            if k in ("Via", "From", "Call-ID", "CSeq"):
+                items.append((k, v))
+            elif k == "To":
+                if to_tag and status != 100 and ";tag=" not in v.replace(" ", "").lower():
+                    v = f"{v};tag={to_tag}"
+                items.append((k, v))
+        return cls(status, reason, Headers(items))
+
+
+def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
+    """Parse one complete message (a UDP datagram or a framed TCP message)."""
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise RemoteProtocolError("message too large", 413)
+    end = data.find(b"\r\n\r\n")
+    sep_len = 4
+    if end < 0:
+        end = data.find(b"\n\n")     # bare-LF senders (RFC 4475 torture cases); be lenient
+        sep_len = 2
+        if end < 0:
+            raise RemoteProtocolError("incomplete header section")
+    if end > MAX_HEADER_BYTES:
+        raise RemoteProtocolError("header section too large", 413)
+    try:
+        head = data[:end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("header section is not UTF-8") from None
+    body = data[end + sep_len:]
+    lines = head.replace("\r\n", "\n").split("\n")
+    while lines and not lines[0]:     # leading CRLFs are keepalive noise (RFC 5626 §3.5.1)
+        lines.pop(0)
+    if not lines:
+        raise RemoteProtocolError("empty message")
+    msg = _parse_start_line(lines[0])
+    items: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if not items:
+                raise RemoteProtocolError("continuation line before any header")
+            name, value = items[-1]
+            items[-1] = (name, f"{value} {line.strip()}")
+            continue
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if not colon or not name or " " in name:
+            raise RemoteProtocolError(f"malformed header line {line[:60]!r}")
+        items.append((canonical_name(name), value.strip()))
+        if len(items) > MAX_HEADERS:
+            raise RemoteProtocolError("too many headers", 413)
+    headers = msg.headers = Headers(items)
+    for required in _REQUIRED:
+        if headers.get(required) is None:
+            raise RemoteProtocolError(f"missing {required}")
+    if len(headers.get_all("Call-ID")) > 1 or len([1 for k, _ in items if k == "CSeq"]) > 1:
+        raise RemoteProtocolError("duplicate Call-ID or CSeq")
+    cseq = msg.cseq
+    if isinstance(msg, Request) and cseq.method != msg.method:
+        raise RemoteProtocolError("CSeq method does not match the request method")
+    length = headers.get("Content-Length")
+    if length is not None:
+        length = length.strip()
+        if not length.isdigit() or len(length) > 6:
+            raise RemoteProtocolError(f"bad Content-Length {length[:20]!r}")
+        n = int(length)
+        if n > len(body):
+            raise RemoteProtocolError("body shorter than Content-Length")
+        body = body[:n]     # RFC 3261 §18.3: extra datagram bytes are discarded
+    msg.body = body
+    return msg
+
+
+def _parse_start_line(line: str) -> Request | Response:
+    if line.startswith("SIP/"):
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or parts[0] != SIP_VERSION:
+            raise RemoteProtocolError("unsupported SIP version", 505)
+        code = parts[1]
+        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+            raise RemoteProtocolError(f"bad status code {code[:10]!r}")
+        return Response(int(code), parts[2] if len(parts) > 2 else "")
+    parts = line.split()
+    if len(parts) != 3:
+        raise RemoteProtocolError(f"malformed request line {line[:80]!r}")
+    method, uri, version = parts
+    if version.upper() != SIP_VERSION:
+        raise RemoteProtocolError(f"unsupported version {version[:20]!r}", 505)
+    if not method.isalpha() or not method.isascii() or len(method) > 32:
+        raise RemoteProtocolError(f"bad method {method[:32]!r}")
+    if ":" not in uri:
+        raise RemoteProtocolError(f"bad Request-URI {uri[:80]!r}")
+    return Request(method.upper(), uri)
