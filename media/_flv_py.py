@@ -447,6 +447,65 @@ def _floor90(t: int) -> int:
     return t // 90
 
 
+def build_metadata(video_codec: str | None, audio_codec: str | None, enhanced: bool, width: int,
+                   height: int, aac_config: bytes | None, aac_rate: int) -> dict[str, Any]:
+    """``onMetaData`` properties for the given stream parameters (width 0: unknown)."""
+    meta: dict[str, Any] = {"duration": 0.0}
+    if video_codec is not None:
+        if width:
+            meta["width"] = float(width)
+            meta["height"] = float(height)
+        if enhanced:
+            meta["videocodecid"] = float(int.from_bytes(FOURCC_HVC1, "big"))
+        else:
+            meta["videocodecid"] = float(CODEC_ID_AVC if video_codec == "h264"
+                                         else CODEC_ID_HEVC_LEGACY)
+    if audio_codec is not None:
+        meta["audiocodecid"] = float(SOUND_FORMAT[audio_codec])
+        if audio_codec == "aac":
+            if aac_rate:
+                meta["audiosamplerate"] = float(aac_rate)
+        else:
+            meta["audiosamplerate"] = 8000.0
+        meta["audiosamplesize"] = 16.0
+        meta["stereo"] = bool(aac_config and (aac_config[1] >> 3) & 0x0F > 1)
+    meta["encoder"] = "sip28181"
+    return meta
+
+
+def video_configuration(video_codec: str, vps: list[bytes], sps: list[bytes],
+                        pps: list[bytes]) -> tuple[bytes, int, int] | None:
+    """``(decoder configuration record, width, height)``; None if the sets are incomplete/bad."""
+    try:
+        if video_codec == "h265":
+            if not (vps and sps and pps):
+                return None
+            record = hevc_decoder_configuration_record(vps, sps, pps)
+            info = parse_h265_sps(sps[0])
+        else:
+            if not (sps and pps):
+                return None
+            record = avc_decoder_configuration_record(sps, pps)
+            info = parse_h264_sps(sps[0])
+    except ValueError:
+        return None
+    return record, info["width"], info["height"]
+
+
+def video_sequence_header_body(config: bytes, enhanced: bool, codec_id: int) -> bytes:
+    """Body of the video tag carrying a decoder configuration record."""
+    if enhanced:
+        return bytes([0x80 | (1 << 4) | EX_SEQUENCE_START]) + FOURCC_HVC1 + config
+    return bytes([(1 << 4) | codec_id, 0, 0, 0, 0]) + config
+
+
+def video_end_body(enhanced: bool, codec_id: int) -> bytes:
+    """Body of the video end-of-sequence tag."""
+    if enhanced:
+        return bytes([0x80 | (1 << 4) | EX_SEQUENCE_END]) + FOURCC_HVC1
+    return bytes([(1 << 4) | codec_id, 2, 0, 0, 0])
+
+
 # --------------------------------------------------------------------------------------------
 # Muxer
 # --------------------------------------------------------------------------------------------
@@ -520,26 +579,8 @@ class FlvMuxer:
 
     def metadata(self) -> dict[str, Any]:
         """The ``onMetaData`` properties as known now."""
-        meta: dict[str, Any] = {"duration": 0.0}
-        if self.video_codec is not None:
-            if self.width:
-                meta["width"] = float(self.width)
-                meta["height"] = float(self.height)
-            if self._enhanced:
-                meta["videocodecid"] = float(int.from_bytes(FOURCC_HVC1, "big"))
-            else:
-                meta["videocodecid"] = float(self._codec_id)
-        if self.audio_codec is not None:
-            meta["audiocodecid"] = float(SOUND_FORMAT[self.audio_codec])
-            if self.audio_codec == "aac":
-                if self._aac_rate:
-                    meta["audiosamplerate"] = float(self._aac_rate)
-            else:
-                meta["audiosamplerate"] = 8000.0
-            meta["audiosamplesize"] = 16.0
-            meta["stereo"] = bool(self._aac_config and (self._aac_config[1] >> 3) & 0x0F > 1)
-        meta["encoder"] = "sip28181"
-        return meta
+        return build_metadata(self.video_codec, self.audio_codec, self._enhanced, self.width,
+                              self.height, self._aac_config, self._aac_rate)
 
     def init_segment(self) -> bytes | None:
         """:meth:`header` plus the sequence headers in force; None until the stream can start."""
@@ -572,10 +613,7 @@ class FlvMuxer:
         """End-of-sequence tag for the video stream (empty if no video was written)."""
         if self.video_codec is None or not self._started or self._video_dts is None:
             return b""
-        if self._enhanced:
-            body = bytes([0x80 | (1 << 4) | EX_SEQUENCE_END]) + FOURCC_HVC1
-        else:
-            body = bytes([(1 << 4) | self._codec_id, 2, 0, 0, 0])
+        body = video_end_body(self._enhanced, self._codec_id)
         return tag(TAG_VIDEO, self._video_ms, body)
 
     # ---- timing ---------------------------------------------------------------------------
@@ -642,6 +680,9 @@ class FlvMuxer:
             return b""
         if not self._started and not key:
             return b""
+        dts_raw = frame.dts if frame.dts is not None else frame.pts
+        if dts_raw is None and self._video_dts is None:
+            return b""
         seq = b""
         if key:
             config = self._video_configuration()
@@ -650,10 +691,7 @@ class FlvMuxer:
                     return b""
             elif config != self._video_config:
                 seq = self._set_video_config(config)
-        dts_raw = frame.dts if frame.dts is not None else frame.pts
         if dts_raw is None:
-            if self._video_dts is None:
-                return b""
             dts = self._video_dts
         else:
             dts = self._unwrap(dts_raw)
@@ -695,33 +733,18 @@ class FlvMuxer:
         current = (self._vps, self._sps, self._pps)
         if current == self._param_sets:
             return self._video_config
-        try:
-            if self.video_codec == "h265":
-                if not (self._vps and self._sps and self._pps):
-                    return None
-                record = hevc_decoder_configuration_record(self._vps, self._sps, self._pps)
-                info = parse_h265_sps(self._sps[0])
-            else:
-                if not (self._sps and self._pps):
-                    return None
-                record = avc_decoder_configuration_record(self._sps, self._pps)
-                info = parse_h264_sps(self._sps[0])
-        except ValueError:
+        found = video_configuration(self.video_codec or "", self._vps, self._sps, self._pps)
+        if found is None:
             return None
         self._param_sets = current
-        self.width = info["width"]
-        self.height = info["height"]
+        record, self.width, self.height = found
         return record
 
     def _set_video_config(self, config: bytes) -> bytes:
         """Remember ``config``; return the body of its sequence header tag."""
         self._video_config = config
-        if self._enhanced:
-            body = bytes([0x80 | (1 << 4) | EX_SEQUENCE_START]) + FOURCC_HVC1 + config
-        else:
-            body = bytes([(1 << 4) | self._codec_id, 0, 0, 0, 0]) + config
-        self._video_seq_body = body
-        return body
+        self._video_seq_body = video_sequence_header_body(config, self._enhanced, self._codec_id)
+        return self._video_seq_body
 
     # ---- audio ----------------------------------------------------------------------------
 
