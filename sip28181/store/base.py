@@ -1,0 +1,173 @@
+"""The store interface: device registry rows, presence history, and the async ``Store`` protocol.
+
+The platform keeps live device state in memory and writes it here only when it changes (register,
+unregister, online/offline) and in periodic batches (keepalive times, addresses); the store is the
+truth after a restart. The interface is plain rows and ranges so that an SQL server backend
+(PostgreSQL) can implement it with ordinary SQL: no SQLite-specific behaviour leaks through it.
+
+Times are Unix epoch seconds as ``float``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ..errors import LocalProtocolError, Sip28181Error
+
+__all__ = [
+    "DEVICE_STATUSES", "DeviceRecord", "DeviceStatus", "PresenceEvent", "Store", "StoreError",
+    "TRANSPORTS",
+]
+
+DeviceStatus = Literal["online", "offline"]
+DEVICE_STATUSES: tuple[str, ...] = ("online", "offline")
+TRANSPORTS: tuple[str, ...] = ("UDP", "TCP")
+
+
+class StoreError(Sip28181Error):
+    """The store cannot serve the request (not open, or a database newer than this code)."""
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    """One registered device as the store keeps it.
+
+    ``created_at`` is set by the store on first insert when left ``None`` and never changed after;
+    ``updated_at`` is set to the time of the write when left ``None``. ``extra`` holds JSON-able
+    values that have no column yet.
+    """
+
+    device_id: str
+    name: str | None = None
+    status: DeviceStatus = "offline"
+    transport: str | None = None
+    """``"UDP"`` or ``"TCP"``: how the device registered."""
+    remote_host: str | None = None
+    """Observed source address of the last REGISTER/keepalive (not the Contact host)."""
+    remote_port: int | None = None
+    contact: str | None = None
+    expires: int | None = None
+    """Granted registration length, seconds."""
+    registered_at: float | None = None
+    last_keepalive_at: float | None = None
+    last_seen_at: float | None = None
+    call_id: str | None = None
+    """Call-ID of the registration."""
+    user_agent: str | None = None
+    gb_version: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device_id, str) or not self.device_id:
+            raise LocalProtocolError(f"device_id must be a non-empty string, got {self.device_id!r}")
+        if self.status not in DEVICE_STATUSES:
+            raise LocalProtocolError(f"status must be 'online' or 'offline', got {self.status!r}")
+        if self.transport is not None and self.transport not in TRANSPORTS:
+            raise LocalProtocolError(f"transport must be 'UDP', 'TCP' or None, got {self.transport!r}")
+
+    def copy(self) -> DeviceRecord:
+        """An independent copy (``extra`` is copied too)."""
+        return dataclasses.replace(self, extra=dict(self.extra))
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """A device went online or offline at ``at`` for ``reason`` (``"register"``, ``"timeout"``…)."""
+
+    device_id: str
+    status: DeviceStatus
+    at: float
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in DEVICE_STATUSES:
+            raise LocalProtocolError(f"status must be 'online' or 'offline', got {self.status!r}")
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Async persistence for the device registry and presence history.
+
+    Implementations: :class:`~sip28181.store.sqlite.SqliteStore` (default) and
+    :class:`~sip28181.store.memory.MemoryStore`. Every method may be called concurrently from
+    several tasks; each write call is atomic (one transaction). Records passed in and returned are
+    copies: mutating them does not change the store. Calling a method before :meth:`open` or
+    after :meth:`close` raises :class:`StoreError`.
+    """
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Opening an open store does nothing."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection. Closing a closed store does nothing."""
+        ...
+
+    async def upsert_devices(self, records: Sequence[DeviceRecord]) -> None:
+        """Insert or fully replace ``records`` (keyed by ``device_id``) in one transaction.
+
+        ``created_at`` of an existing row is kept.
+        """
+        ...
+
+    async def get_device(self, device_id: str) -> DeviceRecord | None:
+        ...
+
+    async def list_devices(self, *, status: str | None = None, offset: int = 0,
+                           limit: int | None = None) -> list[DeviceRecord]:
+        """Devices ordered by ``device_id``, optionally only those with ``status``."""
+        ...
+
+    async def count_devices(self, status: str | None = None) -> int:
+        ...
+
+    async def delete_device(self, device_id: str) -> bool:
+        """Remove the device and its presence history; ``False`` when it was not there."""
+        ...
+
+    async def add_presence_events(self, events: Sequence[PresenceEvent]) -> None:
+        """Append ``events`` in one transaction."""
+        ...
+
+    async def presence_events(self, device_id: str | None = None, since: float | None = None,
+                              until: float | None = None, limit: int = 1000, *,
+                              newest_first: bool = False) -> list[PresenceEvent]:
+        """Events with ``since <= at < until`` (either bound optional), for one device or all.
+
+        Ordered by time, oldest first (newest first with ``newest_first``), at most ``limit``;
+        events with equal times keep the order they were added in.
+        """
+        ...
+
+    async def prune_presence_events(self, before: float) -> int:
+        """Delete events with ``at < before``; returns how many were removed."""
+        ...
+
+    async def set_all_offline(self, at: float, reason: str) -> int:
+        """Mark every online device offline and record a presence event for each.
+
+        Used at startup: live state does not survive a restart, the registry does. Returns the
+        number of devices changed.
+        """
+        ...
+
+
+def check_paging(offset: int, limit: int | None) -> None:
+    """Shared argument check for :meth:`Store.list_devices`."""
+    if offset < 0:
+        raise LocalProtocolError(f"offset must be >= 0, got {offset}")
+    if limit is not None and limit < 0:
+        raise LocalProtocolError(f"limit must be >= 0 or None, got {limit}")
+
+
+def check_status(status: str | None) -> None:
+    if status is not None and status not in DEVICE_STATUSES:
+        raise LocalProtocolError(f"status must be 'online', 'offline' or None, got {status!r}")
