@@ -1,0 +1,99 @@
+"""Prometheus metrics of one server, in a registry of its own.
+
+Each :class:`Metrics` holds a private ``CollectorRegistry`` (never the process-wide default), so
+several servers can run in one process (tests) without their counts mixing or names clashing.
+The services are handed the ``Metrics`` object and update its attributes::
+
+    metrics.registrations.labels(result="ok").inc()
+    metrics.devices_online.set(len(online))
+    metrics.sip_messages.labels(direction="in", method="MESSAGE").inc()
+
+and ``metrics.register(api)`` serves ``GET /metrics`` in the Prometheus text format (or
+OpenMetrics when the scraper asks for it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import hdrs, web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+if TYPE_CHECKING:
+    from .routing import ApiRouter, Route
+
+__all__ = ["Metrics", "REGISTRATION_RESULTS"]
+
+#: Values of the ``result`` label of ``sip28181_registrations_total``.
+REGISTRATION_RESULTS = ("ok", "challenge", "forbidden", "throttled", "unregistered")
+
+
+class Metrics:
+    """The platform's metrics (names are those exposed, ``_total`` added to counters)."""
+
+    def __init__(self, *, process: bool = True) -> None:
+        """``process``: also export ``process_*`` (CPU, memory, fds) and ``python_info``."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.registrations = Counter(
+            "sip28181_registrations", "REGISTER requests handled, by outcome",
+            ["result"], registry=r)
+        """``sip28181_registrations_total{result}``: ok, challenge (401 sent), forbidden (403),
+        throttled (refused after repeated failures), unregistered (expires=0)."""
+        self.devices_online = Gauge(
+            "sip28181_devices_online", "Devices currently online (registered and keepalive fresh)",
+            registry=r)
+        self.devices_registered = Gauge(
+            "sip28181_devices_registered", "Devices with an unexpired registration", registry=r)
+        self.keepalives = Counter(
+            "sip28181_keepalives", "Keepalive notifications received", registry=r)
+        self.sip_messages = Counter(
+            "sip28181_sip_messages", "SIP messages sent (out) and received (in), by method",
+            ["direction", "method"], registry=r)
+        """``method`` is the request method, for responses the method of their CSeq."""
+        self.sip_parse_errors = Counter(
+            "sip28181_sip_parse_errors", "Datagrams or stream frames that failed to parse",
+            ["transport"], registry=r)
+        self.presence_changes = Counter(
+            "sip28181_presence_changes", "Device online/offline transitions",
+            ["status"], registry=r)
+        self.media_streams = Gauge(
+            "sip28181_media_streams", "Media sessions currently open", registry=r)
+        self.rtp_packets_received = Counter(
+            "sip28181_rtp_packets_received", "RTP packets received", registry=r)
+        self.rtp_packets_lost = Counter(
+            "sip28181_rtp_packets_lost", "RTP packets missing from the sequence", registry=r)
+
+        # Known label values exist from the start, so that rate() sees the first increment.
+        for result in REGISTRATION_RESULTS:
+            self.registrations.labels(result=result)
+        for transport in ("udp", "tcp"):
+            self.sip_parse_errors.labels(transport=transport)
+        for status in ("online", "offline"):
+            self.presence_changes.labels(status=status)
+        if process:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition for an ``Accept`` header value: ``(body, content_type)``."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Prometheus metrics of this server."""
+        body, content_type = self.render(request.headers.get(hdrs.ACCEPT, ""))
+        return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+
+    def register(self, api: ApiRouter, *, path: str = "/metrics", public: bool = False) -> Route:
+        """Serve :meth:`handle` at ``path`` (outside the API prefix) on ``api``.
+
+        ``public=True`` serves it without the API token; the default protects it (see
+        :mod:`sip28181.api.auth`).
+        """
+        return api.add("GET", path, self.handle, prefixed=False, public=public,
+                       operation_id="metrics", tags=["monitoring"],
+                       content_type="text/plain", response={"type": "string"})
