@@ -33,7 +33,6 @@ Every error names where the bad value came from (TOML key, environment variable 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
