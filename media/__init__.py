@@ -1,5 +1,8 @@
 """Media relay library: RTP, MPEG-PS and FLV for GB/T 28181 streams (usable without SIP)."""
 
 from ._frame import Frame
+from .flv import FlvMuxer
+from .psmux import PsMuxer, RtpPacketizer, rfc4571_frame
 
 __all__ = ["Frame"]
+__all__ += ["FlvMuxer", "PsMuxer", "RtpPacketizer", "rfc4571_frame"]
