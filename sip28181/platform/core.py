@@ -1,0 +1,327 @@
+"""The platform: one object wiring the SIP endpoint to the services, the store and the events.
+
+Handlers run in the event loop and answer at once (PROTOCOL §14.2); the store is written in batches
+by one flusher task, never per message. One ``stop()`` path ends everything the platform started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ManscdpError, NotFoundError, RemoteProtocolError
+from ..manscdp.codec import parse_envelope
+from ..sip.message import Request, Response
+from ..transport import Flow
+from ..endpoint import SipEndpoint, new_tag
+from .bus import EventBus
+from .events import DeviceOffline, DeviceOnline, DeviceRegistered, RegistrationRefused
+from .presence import Presence
+from .registrar import Registrar, RegistrarSettings
+from .registry import DeviceState, Registry
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..store.base import Store
+
+log = logging.getLogger("sip28181.platform")
+
+ALLOW = "REGISTER, MESSAGE, OPTIONS, ACK, BYE, CANCEL, INFO, NOTIFY, SUBSCRIBE, INVITE"
+MANSCDP_TYPE = "application/manscdp+xml"
+
+
+class Platform:
+    """A GB/T 28181 SIP platform (the server side devices register to)."""
+
+    def __init__(self, config: "Config", store: "Store | None" = None, metrics: Any = None) -> None:
+        self.config = config
+        self.sip_id = config.sip_id
+        self.domain = config.domain
+        self.store = store
+        self.metrics = metrics
+        self.events = EventBus()
+        self.registry = Registry()
+        self.presence = Presence(self.registry, config.keepalive_interval, config.keepalive_count)
+        passwords = {dev_id: dev.password for dev_id, dev in config.devices.items() if dev.password}
+        self.registrar = Registrar(RegistrarSettings(
+            realm=config.domain, password=config.password, passwords=passwords,
+            expires_min=config.register_expires_min, expires_max=config.register_expires_max,
+            expires_default=config.register_expires_default, nonce_lifetime=config.nonce_lifetime,
+            qop=config.auth_qop, date_header=config.date_header, max_failures=config.auth_max_failures,
+            failure_window=config.auth_failure_window, block_seconds=config.auth_block_seconds,
+        ), self.registry, self.presence, new_tag)
+        self.endpoint = SipEndpoint(self._on_request, user_agent=f"sip28181/{_version()}",
+                                    on_connection_lost=self._on_connection_lost,
+                                    on_parse_error=self._on_parse_error)
+        self._presence_events: list[Any] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._flush_lock = asyncio.Lock()
+        self._started = False
+        self.message_handlers: dict[str, Any] = {}   # CmdType -> callable(envelope, request, state)
+        self.events.on(self._on_event)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.store is not None:
+            await self.store.open()
+            await self.store.set_all_offline(time.time(), "server restart")
+            for record in await self.store.list_devices():
+                self.registry.add(DeviceState(
+                    record.device_id, name=record.name, status="offline", contact=record.contact,
+                    expires=record.expires, registered_at=record.registered_at,
+                    last_keepalive_at=record.last_keepalive_at, call_id=record.call_id,
+                    user_agent=record.user_agent, gb_version=record.gb_version,
+                    created_at=record.created_at, extra=dict(record.extra or {}),
+                    flow=Flow(record.transport, record.remote_host, record.remote_port)
+                    if record.transport and record.remote_host and record.remote_port else None,
+                ))
+        cfg = self.config
+        await self.endpoint.start(cfg.sip_host, cfg.sip_port, advertised_host=cfg.external_host,
+                                  udp="udp" in cfg.sip_transports, tcp="tcp" in cfg.sip_transports)
+        self._started = True
+        self._spawn(self._flusher(), "store flusher")
+        self._update_gauges()
+        log.info("SIP platform %s (domain %s) listening on %s:%d", self.sip_id, self.domain,
+                 cfg.sip_host, self.endpoint.port)
+
+    @property
+    def sip_port(self) -> int:
+        return self.endpoint.port
+
+    async def stop(self) -> None:
+        """Stop listening, flush the store, cancel what remains."""
+        if not self._started:
+            return
+        self._started = False
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+        await self.endpoint.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
+        if self.store is not None:
+            await self.store.close()
+
+    def _spawn(self, coro, name: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    # -- store ------------------------------------------------------------------------------------
+    async def _flusher(self) -> None:
+        interval = self.config.store_flush_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("store flush failed; will retry")
+
+    async def flush(self) -> None:
+        """Write changed devices and presence events to the store (one batch each)."""
+        if self.store is None:
+            self.registry.take_dirty()
+            self._presence_events.clear()
+            return
+        from ..store.base import DeviceRecord, PresenceEvent
+
+        async with self._flush_lock:
+            dirty = self.registry.take_dirty()
+            events, self._presence_events = self._presence_events, []
+            try:
+                if dirty:
+                    await self.store.upsert_devices([self._record(s) for s in dirty])
+                if events:
+                    await self.store.add_presence_events([PresenceEvent(e.device_id, s, e.at, e.reason)
+                                                          for e, s in events])
+            except Exception:
+                for s in dirty:       # keep them for the next attempt: no lost data
+                    self.registry.mark(s.device_id)
+                self._presence_events[:0] = events
+                raise
+        _ = DeviceRecord
+
+    @staticmethod
+    def _record(s: DeviceState):
+        from ..store.base import DeviceRecord
+
+        return DeviceRecord(
+            device_id=s.device_id, name=s.name, status=s.status, transport=s.transport,
+            remote_host=s.flow.host if s.flow else None, remote_port=s.flow.port if s.flow else None,
+            contact=s.contact, expires=s.expires, registered_at=s.registered_at,
+            last_keepalive_at=s.last_keepalive_at, call_id=s.call_id, user_agent=s.user_agent,
+            gb_version=s.gb_version, created_at=s.created_at, extra=dict(s.extra),
+        )
+
+    # -- events -----------------------------------------------------------------------------------
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, DeviceOnline):
+            self._presence_events.append((event, "online"))
+            log.info("device online (%s)", event.reason, extra={"device_id": event.device_id})
+        elif isinstance(event, DeviceOffline):
+            self._presence_events.append((event, "offline"))
+            log.info("device offline (%s)", event.reason, extra={"device_id": event.device_id})
+        if isinstance(event, (DeviceOnline, DeviceOffline)):
+            self._update_gauges()
+            if self.metrics is not None:
+                self.metrics.presence_changes.labels("online" if isinstance(event, DeviceOnline) else "offline").inc()
+
+    def _publish(self, events: list[object]) -> None:
+        for event in events:
+            self.events.publish(event)
+        if events:
+            self._arm_presence()
+
+    def _update_gauges(self) -> None:
+        if self.metrics is not None:
+            self.metrics.devices_online.set(self.registry.online_count())
+            self.metrics.devices_registered.set(sum(1 for s in self.registry if s.registered))
+
+    def _arm_presence(self) -> None:
+        deadline = self.presence.next_deadline()
+        if deadline is None or not self._started:
+            return
+        loop = asyncio.get_running_loop()
+        if self._presence_timer is not None:
+            if self._presence_timer.when() <= deadline:
+                return
+            self._presence_timer.cancel()
+        self._presence_timer = loop.call_at(deadline + 0.01, self._on_presence_timer)
+
+    def _on_presence_timer(self) -> None:
+        self._presence_timer = None
+        events = self.presence.check(asyncio.get_running_loop().time(), time.time())
+        for event in events:
+            self.events.publish(event)
+        self._arm_presence()
+
+    # -- SIP requests -----------------------------------------------------------------------------
+    def _on_request(self, request: Request, flow: Flow) -> None:
+        if self.metrics is not None:
+            self.metrics.sip_messages.labels("in", request.method).inc()
+        method = request.method
+        if method == "REGISTER":
+            self._on_register(request, flow)
+        elif method == "MESSAGE":
+            self._on_message(request, flow)
+        elif method == "OPTIONS":
+            resp = Response.for_request(request, 200, to_tag=new_tag())
+            resp.headers.add("Allow", ALLOW)
+            self.endpoint.respond(resp)
+        elif method in ("BYE", "INFO", "NOTIFY", "CANCEL"):
+            self.endpoint.respond(Response.for_request(request, 481, to_tag=new_tag()))
+        elif method == "ACK":
+            return
+        else:
+            resp = Response.for_request(request, 405, to_tag=new_tag())
+            resp.headers.add("Allow", ALLOW)
+            self.endpoint.respond(resp)
+
+    def _on_register(self, request: Request, flow: Flow) -> None:
+        loop = asyncio.get_running_loop()
+        outcome = self.registrar.handle(request, flow, loop.time(), time.time())
+        self.endpoint.respond(outcome.response)
+        if self.metrics is not None:
+            self.metrics.registrations.labels(outcome.result).inc()
+        for event in outcome.events:
+            if isinstance(event, DeviceRegistered) and not event.refresh:
+                log.info("registered from %s:%d over %s, expires %d", event.host, event.port, event.transport,
+                         event.expires, extra={"device_id": event.device_id, "call_id": request.call_id})
+            elif isinstance(event, RegistrationRefused):
+                log.info("registration refused: %d %s", event.status, event.reason,
+                         extra={"device_id": event.device_id, "call_id": request.call_id})
+        self._publish(outcome.events)
+
+    def _on_message(self, request: Request, flow: Flow) -> None:
+        sender = request.from_.user or ""
+        if request.content_type != MANSCDP_TYPE:
+            self.endpoint.respond(Response.for_request(request, 415, "Expected Application/MANSCDP+xml",
+                                                       to_tag=new_tag()))
+            return
+        try:
+            envelope = parse_envelope(request.body)
+        except ManscdpError as exc:
+            self.endpoint.respond(Response.for_request(request, exc.status_hint, exc.reason, to_tag=new_tag()))
+            return
+        state = self.registry.get(sender) or self.registry.get(envelope.device_id)
+        if state is None or not state.registered:
+            self.endpoint.respond(Response.for_request(request, 404, "Device not registered", to_tag=new_tag()))
+            return
+        loop = asyncio.get_running_loop()
+        now, wall = loop.time(), time.time()
+        if state.flow != flow and state.flow is not None and flow.transport == state.flow.transport:
+            state.flow = flow           # NAT rebinding: answer where the device is now (§4)
+            self.registry.mark(state.device_id)
+        self.presence.heard(state, now)
+        if envelope.cmd_type == "Keepalive" and envelope.kind == "Notify":
+            state.last_keepalive_at = wall
+            if self.metrics is not None:
+                self.metrics.keepalives.inc()
+            self.endpoint.respond(Response.for_request(request, 200, to_tag=new_tag()))
+            if state.status != "online":
+                self._publish(self.presence.went_online(state, now, wall, "keepalive"))
+            return
+        handler = self.message_handlers.get(envelope.cmd_type)
+        self.endpoint.respond(Response.for_request(request, 200, to_tag=new_tag()))
+        if handler is not None:
+            try:
+                handler(envelope, request, state)
+            except RemoteProtocolError as exc:
+                log.warning("bad %s from device: %s", envelope.cmd_type, exc.reason,
+                            extra={"device_id": state.device_id, "call_id": request.call_id})
+        else:
+            log.debug("unhandled MANSCDP %s %s", envelope.kind, envelope.cmd_type,
+                      extra={"device_id": state.device_id, "call_id": request.call_id})
+
+    def _on_connection_lost(self, flow: Flow) -> None:
+        """2022 §9.1.1 f: a TCP device whose connection drops is offline."""
+        if not self._started:
+            return
+        wall = time.time()
+        events: list[object] = []
+        for state in self.registry:
+            if state.flow is not None and state.flow.connection == flow.connection and state.status == "online":
+                state.registered = False
+                events += self.presence.went_offline(state, wall, "connection lost")
+        self._publish(events)
+
+    def _on_parse_error(self, flow: Flow, exc: RemoteProtocolError) -> None:
+        if self.metrics is not None:
+            self.metrics.sip_parse_errors.labels(flow.transport.lower()).inc()
+
+    # -- management -------------------------------------------------------------------------------
+    def device(self, device_id: str) -> DeviceState:
+        state = self.registry.get(device_id)
+        if state is None:
+            raise NotFoundError(f"device {device_id} not found")
+        return state
+
+    def devices(self) -> list[DeviceState]:
+        return sorted(self.registry, key=lambda s: s.device_id)
+
+    async def delete_device(self, device_id: str) -> None:
+        """Forget a device: live state, registration and stored record."""
+        state = self.registry.remove(device_id)
+        if state is None:
+            raise NotFoundError(f"device {device_id} not found")
+        if state.status == "online":
+            self.events.publish(DeviceOffline(device_id, time.time(), "deleted"))
+        if self.store is not None:
+            await self.store.delete_device(device_id)
+        self._update_gauges()
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
