@@ -1,0 +1,32 @@
+"""The server's HTTP application: every route area installed on one router."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from .. import __version__
+from ..platform import Platform
+from . import create_app
+from .devices import PLATFORM, STARTED, register_routes
+from .metrics import Metrics
+from .routing import ApiRouter
+
+DESCRIPTION = ("GB/T 28181 platform API. Authenticate with `Authorization: Bearer <token>` "
+               "or `?token=<token>` (for players).")
+
+
+def build_router(metrics: Metrics | None = None) -> ApiRouter:
+    api = ApiRouter(prefix="/api/v1", title="sip28181", version=__version__, description=DESCRIPTION)
+    register_routes(api)
+    if metrics is not None:
+        metrics.register(api)
+    return api
+
+
+def build_app(platform: Platform, *, token: str | None, metrics: Metrics | None = None) -> web.Application:
+    app = create_app(build_router(metrics), token=token)
+    app[PLATFORM] = platform
+    app[STARTED] = time.monotonic()
+    return app

@@ -1,0 +1,180 @@
+"""The asyncio adapter around the sans-IO SIP core: transport + transaction layer + timers.
+
+Like aioquic's ``QuicConnectionProtocol``: the only place that reads the loop clock and arms a
+timer for the transaction layer. Requests that open a server transaction go to ``on_request``;
+``request()`` sends one through a client transaction and awaits its final response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Callable, Iterable
+
+from .errors import RemoteProtocolError, TransactionError
+from .sip.events import AckReceived, RequestReceived, ResponseReceived, TransactionTimedOut
+from .sip.headers import Via
+from .sip.message import Headers, Request, Response
+from .sip.transaction import TransactionLayer
+from .transport import Flow, SipTransport
+
+log = logging.getLogger("sip28181.sip")
+
+RequestHandler = Callable[[Request, Flow], None]
+
+
+def new_tag() -> str:
+    return secrets.token_hex(5)
+
+
+def new_call_id(host: str) -> str:
+    return f"{secrets.token_hex(10)}@{host}"
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + secrets.token_hex(10)
+
+
+class SipEndpoint:
+    def __init__(self, on_request: RequestHandler, *, user_agent: str = "sip28181",
+                 on_connection_lost: Callable[[Flow], None] | None = None,
+                 on_parse_error: Callable[[Flow, RemoteProtocolError], None] | None = None,
+                 max_transactions: int = 200_000) -> None:
+        self.on_request = on_request
+        self.user_agent = user_agent
+        self.on_parse_error = on_parse_error
+        self.layer = TransactionLayer(max_transactions=max_transactions)
+        self.transport = SipTransport(self._on_message, on_error=self._on_error,
+                                      on_connection_lost=on_connection_lost)
+        self._pending: dict[str, asyncio.Future] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.advertised_host = "127.0.0.1"
+        self.port = 0
+        self.on_ack: Callable[[Request, Flow], None] | None = None
+
+    async def start(self, host: str = "0.0.0.0", port: int = 5060, *, advertised_host: str | None = None,
+                    udp: bool = True, tcp: bool = True) -> int:
+        self._loop = asyncio.get_running_loop()
+        self.port = await self.transport.listen(host, port, udp=udp, tcp=tcp)
+        if advertised_host:
+            self.advertised_host = advertised_host
+        elif host not in ("0.0.0.0", "::", ""):
+            self.advertised_host = host
+        return self.port
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(TransactionError("endpoint closed"))
+        self._pending.clear()
+        await self.transport.close()
+
+    # -- incoming -------------------------------------------------------------------------------
+    def _on_message(self, message: Request | Response, flow: Flow) -> None:
+        now = self._now()
+        events = self.layer.receive(message, flow, now, flow.transport != "UDP")
+        self._flush()
+        for event in events:
+            self._dispatch(event)
+        self._arm()
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, RequestReceived):
+            self.on_request(event.request, event.source)
+        elif isinstance(event, ResponseReceived):
+            if event.response.status >= 200:
+                fut = self._pending.pop(event.transaction_key, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(event.response)
+        elif isinstance(event, TransactionTimedOut):
+            fut = self._pending.pop(event.transaction_key, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(TransactionError(f"no answer to {event.request.method} (timeout)"))
+        elif isinstance(event, AckReceived):
+            if self.on_ack is not None:
+                self.on_ack(event.request, event.source)
+
+    def _on_error(self, flow: Flow, exc: RemoteProtocolError, data: bytes) -> None:
+        if self.on_parse_error is not None:
+            self.on_parse_error(flow, exc)
+
+    # -- outgoing -------------------------------------------------------------------------------
+    def respond(self, response: Response) -> None:
+        """Answer a request received through ``on_request`` (matched by Via branch)."""
+        if "User-Agent" not in response.headers and "Server" not in response.headers:
+            response.headers.add("Server", self.user_agent)
+        self.layer.send_response(response, self._now())
+        self._flush()
+        self._arm()
+
+    async def request(self, request: Request, flow: Flow, timeout: float | None = None) -> Response:
+        """Send ``request`` on ``flow`` through a client transaction; the final response."""
+        loop = asyncio.get_running_loop()
+        key = self.layer.send_request(request, flow, self._now(), flow.transport != "UDP")
+        fut = loop.create_future()
+        self._pending[key] = fut
+        self._flush()
+        self._arm()
+        try:
+            if timeout is None:
+                return await fut
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise TransactionError(f"no answer to {request.method} within {timeout} s") from None
+        finally:
+            self._pending.pop(key, None)
+
+    def build_request(self, method: str, uri: str, *, from_uri: str, to_uri: str, flow: Flow,
+                      call_id: str | None = None, from_tag: str | None = None, to_tag: str | None = None,
+                      cseq: int = 1, body: bytes = b"", content_type: str | None = None,
+                      extra: Iterable[tuple[str, object]] = ()) -> Request:
+        """An out-of-dialog request with our Via (``rport`` asked for) on ``flow``'s transport."""
+        via = Via(flow.transport, self.advertised_host, self.port, {"rport": None, "branch": new_branch()})
+        h = Headers()
+        h.add("Via", via)
+        h.add("From", f"<{from_uri}>;tag={from_tag or new_tag()}")
+        h.add("To", f"<{to_uri}>" + (f";tag={to_tag}" if to_tag else ""))
+        h.add("Call-ID", call_id or new_call_id(self.advertised_host))
+        h.add("CSeq", f"{cseq} {method}")
+        h.add("Max-Forwards", 70)
+        h.add("User-Agent", self.user_agent)
+        for name, value in extra:
+            h.add(name, value)
+        if content_type:
+            h.add("Content-Type", content_type)
+        return Request(method, uri, h, body)
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    def _flush(self) -> None:
+        for data, dest in self.layer.datagrams_to_send():
+            self.transport.send(data, dest)
+
+    def _arm(self) -> None:
+        deadline = self.layer.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            loop = self._loop or asyncio.get_running_loop()
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        events = self.layer.handle_timer(self._now())
+        self._flush()
+        for event in events:
+            self._dispatch(event)
+        self._arm()
