@@ -116,6 +116,13 @@ def build(*, metrics_public: bool = False) -> tuple[ApiRouter, Metrics]:
         await response.write(channel_id.encode())
         return response
 
+    @api.get("/broken.flv", prefixed=False, content_type="video/x-flv")
+    async def broken_stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "video/x-flv"})
+        await response.prepare(request)
+        await response.write(b"FLV\x01")
+        raise RuntimeError("source vanished")
+
     return api, metrics
 
 
@@ -190,6 +197,18 @@ async def test_stream_response_passes_through(open_client):
     assert r.status == 200
     assert r.content_type == "video/x-flv"
     assert await r.read() == b"FLV\x0134020000001310000001"
+
+
+async def test_error_after_stream_started_sends_no_error_body(open_client, caplog):
+    with caplog.at_level(logging.ERROR, logger="sip28181.api"):
+        r = await open_client.get("/broken.flv")
+        assert r.status == 200
+        try:
+            data = await r.read()
+        except Exception:  # the connection is cut mid-stream  # noqa: BLE001
+            data = b""
+    assert b"error" not in data
+    assert any(rec.exc_info and rec.exc_info[0] is RuntimeError for rec in caplog.records)
 
 
 # --- request validation -----------------------------------------------------------------------
