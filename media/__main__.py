@@ -30,6 +30,8 @@ from ._frame import Frame
 
 READ_SIZE = 1 << 16
 MASK33 = (1 << 33) - 1
+#: A step between consecutive timestamps larger than this (90 kHz) is a jump.
+JUMP = 90000
 
 
 class ToolError(Exception):
@@ -378,12 +380,13 @@ def probe(path: str) -> dict[str, Any]:
     stats, errors = demuxer_counters(demuxer)
     for key, info in streams.items():
         series = times[key]
-        if len(series) >= 2:
-            steps = [b - a for a, b in zip(series, series[1:]) if b > a]
-            step = statistics.median(steps) if steps else 0
-            info["duration"] = round((max(series) - min(series) + step) / 90000, 3)
-        else:
-            info["duration"] = 0.0
+        steps = [b - a for a, b in zip(series, series[1:])]
+        regular = [d for d in steps if 0 <= d <= JUMP]
+        positive = [d for d in regular if d > 0]
+        step = statistics.median(positive) if positive else 0
+        # Timestamps that go backwards or leap more than a second are counted, not timed.
+        info["timestamp_jumps"] = len(steps) - len(regular)
+        info["duration"] = round((sum(regular) + step) / 90000, 3) if series else 0.0
         info["first_timestamp"] = series[0] & MASK33 if series else None
     return {"file": path, "size": size,
             "streams": sorted(streams.values(), key=lambda s: (s["stream_id"], s["codec"])),
@@ -401,6 +404,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
                     f"{s['keyframes']} keyframes, {s['duration']:.3f} s, {s['bytes']} bytes")
             if s["frames_without_timestamp"]:
                 line += f", {s['frames_without_timestamp']} without timestamp"
+            if s["timestamp_jumps"]:
+                line += f", {s['timestamp_jumps']} timestamp jumps"
             print(line)
         if not result["streams"]:
             print("  no streams")
