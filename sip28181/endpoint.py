@@ -44,9 +44,10 @@ class SipEndpoint:
         self.on_request = on_request
         self.user_agent = user_agent
         self.on_parse_error = on_parse_error
-        self.layer = TransactionLayer(max_transactions=max_transactions)
+        self.layer = TransactionLayer(max_server_transactions=max_transactions)
+        self._connection_lost_cb = on_connection_lost
         self.transport = SipTransport(self._on_message, on_error=self._on_error,
-                                      on_connection_lost=on_connection_lost)
+                                      on_connection_lost=self._on_connection_lost)
         self._pending: dict[str, asyncio.Future] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -98,6 +99,15 @@ class SipEndpoint:
         elif isinstance(event, AckReceived):
             if self.on_ack is not None:
                 self.on_ack(event.request, event.source)
+
+    def _on_connection_lost(self, flow: Flow) -> None:
+        events = self.layer.connection_lost(flow, self._now())
+        self._flush()
+        for event in events:
+            self._dispatch(event)
+        self._arm()
+        if self._connection_lost_cb is not None:
+            self._connection_lost_cb(flow)
 
     def _on_error(self, flow: Flow, exc: RemoteProtocolError, data: bytes) -> None:
         if self.on_parse_error is not None:

@@ -47,6 +47,7 @@ class Server:
         self.api_token = ""
 
     async def start(self) -> None:
+        from ..api import RedactingAccessLogger
         from ..api.app import build_app
         from ..api.metrics import Metrics
 
@@ -60,6 +61,7 @@ class Server:
         try:
             app = build_app(self.platform, token=self.api_token, metrics=metrics)
             self.runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"),
+                                        access_log_class=RedactingAccessLogger,  # ?token= never logged
                                         handle_signals=False, shutdown_timeout=2.0)
             await self.runner.setup()
             site = web.TCPSite(self.runner, cfg.http_host, cfg.http_port, reuse_address=True)
