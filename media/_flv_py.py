@@ -634,6 +634,8 @@ class FlvMuxer:
 
     def _mux_video(self, frame: Frame) -> bytes:
         data = frame.data
+        if not isinstance(data, bytes):
+            data = bytes(data)
         spans = split_annexb(data)
         hevc = self.video_codec == "h265"
         key = bool(frame.keyframe)
@@ -752,6 +754,8 @@ class FlvMuxer:
         if not self._started:
             return b""
         data = frame.data
+        if not isinstance(data, bytes):
+            data = bytes(data)
         codec = self.audio_codec
         if codec == "aac":
             asc, rate, spans = parse_adts(data)

@@ -18,7 +18,7 @@ from media import Frame
 VIDEO_ENCODERS = {"h264": "libx264", "h265": "libx265"}
 
 
-def test_pattern(width: int, height: int, index: int) -> np.ndarray:
+def pattern_picture(width: int, height: int, index: int) -> np.ndarray:
     """A moving testsrc-like RGB picture: colour bars, a gradient and a square that moves."""
     x = np.arange(width, dtype=np.uint16)
     y = np.arange(height, dtype=np.uint16)[:, None]
@@ -69,7 +69,7 @@ def encode_video(codec: str = "h264", frames: int = 50, width: int = 320, height
     step = 90000 // fps
     packets = []
     for i in range(frames):
-        vf = av.VideoFrame.from_ndarray(test_pattern(width, height, i), format="rgb24")
+        vf = av.VideoFrame.from_ndarray(pattern_picture(width, height, i), format="rgb24")
         vf = vf.reformat(format="yuv420p")
         vf.pts = i
         packets.extend(enc.encode(vf))
