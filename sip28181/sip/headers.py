@@ -6,6 +6,7 @@ Call-ID and CSeq never pays for parsing Via or Contact.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..errors import RemoteProtocolError
@@ -95,9 +96,13 @@ def parse_params(text: str) -> dict[str, str | None]:
 def _split_semis(text: str) -> list[str]:
     if '"' not in text:
         return [p.strip() for p in text.split(";")]
-    out, quoted, start = [], False, 0
+    out, quoted, escaped, start = [], False, False, 0
     for i, c in enumerate(text):
-        if c == '"':
+        if escaped:
+            escaped = False
+        elif c == "\\" and quoted:
+            escaped = True
+        elif c == '"':
             quoted = not quoted
         elif c == ";" and not quoted:
             out.append(text[start:i].strip())
@@ -108,6 +113,25 @@ def _split_semis(text: str) -> list[str]:
 
 def format_params(params: dict[str, str | None]) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+#: ASCII separators that may not appear in an unquoted display name (RFC 3261 §25.1 token);
+#: non-ASCII text is tolerated because devices send unquoted UTF-8 names.
+_DISPLAY_SEPARATORS = frozenset(',;<>"\\@:()[]{}?=/')
+
+
+def _quoted_end(value: str, start: int) -> int:
+    """Index just past the quoted string opening at ``start`` (backslash escapes honoured)."""
+    i, n = start + 1, len(value)
+    while i < n:
+        c = value[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            return i + 1
+        i += 1
+    raise RemoteProtocolError(f"unbalanced quotes in {value[:80]!r}")
 
 
 @dataclass(slots=True)
@@ -124,17 +148,33 @@ class NameAddr:
         value = value.strip()
         if value == "*":
             return cls(None, wildcard=True)
-        lt = value.find("<")
+        quoted_end = _quoted_end(value, 0) if value.startswith('"') else 0
+        lt = value.find("<", quoted_end)
         if lt >= 0:
             gt = value.find(">", lt)
             if gt < 0:
                 raise RemoteProtocolError(f"unterminated <> in {value[:80]!r}")
-            display = value[:lt].strip().strip('"')
-            uri = SipUri.parse(value[lt + 1:gt])
+            if quoted_end:
+                if value[quoted_end:lt].strip():
+                    raise RemoteProtocolError(f"text after the quoted display name in {value[:80]!r}")
+                display = value[1:quoted_end - 1]
+            else:
+                display = value[:lt].strip()
+                if _DISPLAY_SEPARATORS.intersection(display):
+                    raise RemoteProtocolError(f"unquoted display name with separators {display[:40]!r}")
+            inner = value[lt + 1:gt]
+            if inner != inner.strip():
+                raise RemoteProtocolError(f"whitespace inside <> in {value[:80]!r}")
+            uri = SipUri.parse(inner)
             params = parse_params(value[gt + 1:].lstrip(";")) if value[gt + 1:].strip() else {}
             return cls(uri, display, params)
-        # addr-spec without brackets: parameters belong to the header, not the URI (RFC 3261 §20.10)
+        if quoted_end:
+            raise RemoteProtocolError(f"display name without <uri> in {value[:80]!r}")
+        # addr-spec without brackets: parameters belong to the header, not the URI (RFC 3261 §20.10);
+        # a URI with "?" or "," must be bracketed
         uri_text, _, rest = value.partition(";")
+        if "?" in uri_text or "," in uri_text:
+            raise RemoteProtocolError(f"URI with '?' or ',' must be in <> in {value[:80]!r}")
         return cls(SipUri.parse(uri_text), "", parse_params(rest) if rest else {})
 
     @property
@@ -152,6 +192,9 @@ class NameAddr:
         return f"{head}<{self.uri}>{format_params(self.params)}"
 
 
+_VIA_PROTOCOL = re.compile(r"\s*([^/\s]+)\s*/\s*([^/\s]+)\s*/\s*([^/\s;]+)\s+(\S.*)\Z", re.S)
+
+
 @dataclass(slots=True)
 class Via:
     transport: str
@@ -161,13 +204,10 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> "Via":
-        try:
-            proto, sent_by = value.strip().split(None, 1)
-            name, version, transport = (p.strip() for p in proto.split("/"))
-        except ValueError:
-            raise RemoteProtocolError(f"malformed Via {value[:80]!r}") from None
-        if name.upper() != "SIP":
+        m = _VIA_PROTOCOL.match(value)      # LWS is allowed around the slashes (RFC 4475 "wsinv")
+        if m is None or m.group(1).upper() != "SIP":
             raise RemoteProtocolError(f"malformed Via {value[:80]!r}")
+        transport, sent_by = m.group(3), m.group(4)
         hostport, _, rest = sent_by.partition(";")
         host, port = split_hostport(hostport)
         return cls(transport.upper(), host, port, parse_params(rest) if rest else {})

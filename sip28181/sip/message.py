@@ -28,6 +28,9 @@ REASONS = {
 }
 
 _REQUIRED = ("Call-ID", "CSeq", "From", "To", "Via")
+_SINGLE = frozenset({"Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards"})
+#: RFC 3261 §25.1 token characters (methods may use any of them, RFC 4475 "intmeth").
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
 class Headers:
@@ -202,6 +205,8 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     data = bytes(data)
     if len(data) > MAX_MESSAGE_SIZE:
         raise RemoteProtocolError("message too large", 413)
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")    # leading CRLFs are keepalive noise (RFC 5626 §3.5.1)
     end = data.find(b"\r\n\r\n")
     sep_len = 4
     if end < 0:
@@ -241,8 +246,12 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     for required in _REQUIRED:
         if headers.get(required) is None:
             raise RemoteProtocolError(f"missing {required}")
-    if len(headers.get_all("Call-ID")) > 1 or len([1 for k, _ in items if k == "CSeq"]) > 1:
-        raise RemoteProtocolError("duplicate Call-ID or CSeq")
+    seen: set[str] = set()
+    for k, v in items:
+        if k in _SINGLE:
+            if k in seen and not (k == "Content-Length" and v == headers.get(k)):
+                raise RemoteProtocolError(f"more than one {k}")
+            seen.add(k)
     cseq = msg.cseq
     if isinstance(msg, Request) and cseq.method != msg.method:
         raise RemoteProtocolError("CSeq method does not match the request method")
@@ -268,14 +277,17 @@ def _parse_start_line(line: str) -> Request | Response:
         if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
             raise RemoteProtocolError(f"bad status code {code[:10]!r}")
         return Response(int(code), parts[2] if len(parts) > 2 else "")
-    parts = line.split()
+    parts = line.split(" ")      # exactly one SP between the elements (RFC 3261 §7.1)
     if len(parts) != 3:
         raise RemoteProtocolError(f"malformed request line {line[:80]!r}")
     method, uri, version = parts
     if version.upper() != SIP_VERSION:
         raise RemoteProtocolError(f"unsupported version {version[:20]!r}", 505)
-    if not method.isalpha() or not method.isascii() or len(method) > 32:
+    if not method or len(method) > 64 or not _TOKEN.issuperset(method):
         raise RemoteProtocolError(f"bad method {method[:32]!r}")
-    if ":" not in uri:
+    scheme, colon, rest = uri.partition(":")
+    if not colon or not scheme or any(c in uri for c in '<>"\t'):
         raise RemoteProtocolError(f"bad Request-URI {uri[:80]!r}")
+    if scheme.lower() in ("sip", "sips") and "?" in rest.rpartition("@")[2]:
+        raise RemoteProtocolError("headers are not allowed in a Request-URI")   # RFC 3261 §19.1.5
     return Request(method.upper(), uri)

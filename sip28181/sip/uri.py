@@ -28,12 +28,14 @@ class SipUri:
         scheme_l = scheme.lower()
         if not sep or scheme_l not in ("sip", "sips"):
             raise RemoteProtocolError(f"unsupported URI {text[:80]!r}")
-        rest, _, headers = rest.partition("?")
+        # the last "@" ends the userinfo ("?" and ";" are legal in a user part, RFC 3261 §25.1;
+        # "@" is not legal in URI parameters or headers)
         user = password = None
         if "@" in rest:
             userinfo, _, rest = rest.rpartition("@")
             user, _, pw = userinfo.partition(":")
             password = pw or None
+        rest, _, headers = rest.partition("?")
         hostport, *param_parts = rest.split(";")
         host, port = split_hostport(hostport)
         params = []
