@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 
 import aiohttp
 import pytest
@@ -73,7 +74,7 @@ async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = predicate()
-        if asyncio.iscoroutine(value):
+        if inspect.isawaitable(value):
             value = await value
         if value:
             return value
