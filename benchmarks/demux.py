@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     row("libavformat mpeg (PyAV), packets only",
         lambda: run_libavformat(str(path)), ps_bytes, args.repeat)
     row("RTP → FLV end to end, Cython",
-        (lambda: run_rtp_to_flv(rtp_c, ps_c, flv_c, packets)) if (ps_c and rtp_c and flv_c) else None,
+        (lambda: run_rtp_to_flv(rtp_c, ps_c, flv_c, packets)) if (ps_c and rtp_c and flv_c)
+        else None,
         rtp_bytes, args.repeat)
     row("RTP → FLV end to end, pure Python",
         lambda: run_rtp_to_flv(importlib.import_module("media._rtp_py"), ps_py, flv_py, packets),

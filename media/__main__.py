@@ -121,15 +121,18 @@ def _ip_str(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
-def read_capture(path: str) -> tuple[list[tuple[tuple, bytes]], dict[tuple, list[tuple[int, bytes]]]]:
+Flow = tuple[str, int, str, int]
+
+
+def read_capture(path: str) -> tuple[list[tuple[Flow, bytes]], dict[Flow, list[tuple[int, bytes]]]]:
     """``(udp datagrams [(flow, payload)], tcp segments {flow: [(seq, payload)]})``.
 
     A flow is ``(src, sport, dst, dport)``; fragments that did not reassemble are skipped.
     """
     import dpkt
 
-    udp: list[tuple[tuple, bytes]] = []
-    tcp: dict[tuple, list[tuple[int, bytes]]] = defaultdict(list)
+    udp: list[tuple[Flow, bytes]] = []
+    tcp: dict[Flow, list[tuple[int, bytes]]] = defaultdict(list)
     try:
         f = open(path, "rb")
     except OSError as exc:

@@ -56,7 +56,7 @@ AUDIO_CODECS = ("g711a", "g711u", "aac")
 
 
 def normalize_codec(name: str | None) -> str | None:
-    """Canonical codec name (``h264``, ``h265``, ``g711a``, ``g711u``, ``aac``) or None if unknown."""
+    """Canonical name (``h264``, ``h265``, ``g711a``, ``g711u``, ``aac``); None if unknown."""
     if name is None:
         return None
     return _CODEC_ALIASES.get(name.lower())
@@ -723,7 +723,8 @@ class FlvMuxer:
             else:
                 head = bytes([0x80 | (frame_type << 4) | EX_CODED_FRAMES_X]) + FOURCC_HVC1
         else:
-            head = bytes([(frame_type << 4) | self._codec_id, 1]) + (cts & 0xFFFFFF).to_bytes(3, "big")
+            head = (bytes([(frame_type << 4) | self._codec_id, 1])
+                    + (cts & 0xFFFFFF).to_bytes(3, "big"))
         parts = [head]
         for s, e in body:
             parts.append(struct.pack(">I", e - s))

@@ -147,7 +147,8 @@ def test_h265_enhanced_structure(flv):
     frames = video("h265")
     data, m = mux_all(flv, frames, "hevc")
     _, tags = parse_flv(data)
-    assert b"videocodecid\x00" + struct.pack(">d", float(int.from_bytes(b"hvc1", "big"))) in tags[0][2]
+    fourcc = float(int.from_bytes(b"hvc1", "big"))
+    assert b"videocodecid\x00" + struct.pack(">d", fourcc) in tags[0][2]
     seq = tags[1][2]
     assert seq[:5] == b"\x90hvc1"                     # IsExHeader | keyframe | SequenceStart
     record = seq[5:]

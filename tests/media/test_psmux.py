@@ -111,11 +111,12 @@ def test_tables_on_first_unit_keyframes_and_stream_changes(psmux):
     assert [s for s, _ in split_unit(first)] == [0xBA, 0xBB, 0xBC, 0xC0]
     psm = dict(split_unit(first))[0xBC]
     assert psm[6] & 0x1F == 1 and psm[12:20] == bytes([0x1B, 0xE0, 0, 0, 0x90, 0xC0, 0, 0])
-    assert [s for s, _ in split_unit(m.mux(Frame("g711a", 720, 720, True, b"\xd5")))] == [0xBA, 0xC0]
-    assert [s for s, _ in split_unit(m.mux(Frame("h264", 3600, 3600, False, b"\x00\x00\x01\x41")))] \
-        == [0xBA, 0xE0]
-    assert [s for s, _ in split_unit(m.mux(Frame("h264", 7200, 7200, True, b"\x00\x00\x01\x65")))] \
-        == [0xBA, 0xBB, 0xBC, 0xE0]
+    def ids(frame: Frame) -> list[int]:
+        return [sid for sid, _ in split_unit(m.mux(frame))]
+
+    assert ids(Frame("g711a", 720, 720, True, b"\xd5")) == [0xBA, 0xC0]
+    assert ids(Frame("h264", 3600, 3600, False, b"\x00\x00\x01\x41")) == [0xBA, 0xE0]
+    assert ids(Frame("h264", 7200, 7200, True, b"\x00\x00\x01\x65")) == [0xBA, 0xBB, 0xBC, 0xE0]
     m.mux(Frame("hevc", 10800, 10800, True, b"\x00\x00\x01\x26\x01"))
     assert m.video_codec == "h265" and m.psm_version == 2
     with pytest.raises(ValueError):
@@ -146,10 +147,11 @@ def test_scr_is_monotonic_and_unwraps(psmux):
     m = psmux.PsMuxer("h264", "g711a")
     start = (1 << 33) - 7200
     scrs = []
-    for i, (codec, t) in enumerate([("h264", start), ("g711a", start - 1800), ("h264", start + 3600),
-                                    ("h264", start + 7200), ("g711a", start + 5000),
-                                    ("h264", start + 10800)]):
-        unit = m.mux(Frame(codec, t & ((1 << 33) - 1), t & ((1 << 33) - 1), i == 0, b"\x00\x00\x01\x41"))
+    sequence = [("h264", start), ("g711a", start - 1800), ("h264", start + 3600),
+                ("h264", start + 7200), ("g711a", start + 5000), ("h264", start + 10800)]
+    for i, (codec, t) in enumerate(sequence):
+        t &= (1 << 33) - 1
+        unit = m.mux(Frame(codec, t, t, i == 0, b"\x00\x00\x01\x41"))
         scrs.append(read_scr(unit))
     unwrapped = [s if s >= start - 10000 else s + (1 << 33) for s in scrs]
     assert unwrapped == [start, start, start + 3600, start + 7200, start + 7200, start + 10800]
