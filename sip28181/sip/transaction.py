@@ -346,6 +346,7 @@ class TransactionLayer:
         self.max_server_transactions = max_server_transactions
         self.max_client_transactions = max_client_transactions
         self.retry_after = retry_after
+        self._delay = {True: self._durations(True), False: self._durations(False)}
         self._client: dict[str, _Transaction] = {}
         self._server: dict[str, _Transaction] = {}
         self._ack_index: dict[tuple[str, str], _Transaction] = {}   # (Call-ID, CSeq no.) → 2xx'd IST
@@ -360,21 +361,20 @@ class TransactionLayer:
                       "rejected_overload": 0}
 
     # -- durations --------------------------------------------------------------------------
-    def _duration(self, name: str, reliable: bool) -> float:
-        t1 = self.t1
-        if name in ("B", "F", "H", "L", "M"):
-            return 64 * t1
-        if name == "J":
-            return 0.0 if reliable else 64 * t1
-        if name in ("I", "K"):
-            return 0.0 if reliable else self.t4
-        if name == "D":
-            return 0.0 if reliable else max(32.0, 64 * t1)
-        if name == "C":
-            return self.timer_c
-        if name == "U":
-            return self.tu_timeout
-        return t1          # A, E, G: first interval
+    def _durations(self, reliable: bool) -> dict[str, float]:
+        """Timer lengths per RFC 3261 Table 4 (A, E, G: the first interval)."""
+        t1, t4 = self.t1, self.t4
+        unreliable = not reliable
+        return {
+            "A": t1, "E": t1, "G": t1,
+            "B": 64 * t1, "F": 64 * t1, "H": 64 * t1, "L": 64 * t1, "M": 64 * t1,
+            "D": max(32.0, 64 * t1) if unreliable else 0.0,
+            "I": t4 if unreliable else 0.0,
+            "J": 64 * t1 if unreliable else 0.0,
+            "K": t4 if unreliable else 0.0,
+            "C": self.timer_c,
+            "U": self.tu_timeout,
+        }
 
     # -- public API -------------------------------------------------------------------------
     def receive(self, message: Request | Response, source: Hashable, now: float,
@@ -634,7 +634,7 @@ class TransactionLayer:
             if tx.reliable:
                 return False
             tx.interval = self.t1
-        delay = self._duration(name, tx.reliable)
+        delay = self._delay[tx.reliable][name]
         if delay <= 0:
             return True
         self._arm(tx, name, now + delay)
