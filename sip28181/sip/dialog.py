@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..errors import LocalProtocolError, RemoteProtocolError
-from .headers import NameAddr
+from .headers import NameAddr, Via
 from .message import Headers, Request, Response
 from .transaction import new_branch
 from .uri import SipUri
@@ -49,11 +49,9 @@ def format_address(address: str | SipUri | NameAddr, tag: str | None = None) -> 
     return f"{text};tag={tag}" if tag else text
 
 
-def _via(transport: str, host: str, port: int | None, branch: str | None = None) -> str:
-    hostpart = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    if port:
-        hostpart += f":{port}"
-    return f"SIP/2.0/{transport.upper()} {hostpart};rport;branch={branch or new_branch()}"
+def _via(transport: str, host: str, port: int | None) -> str:
+    """A top Via for a new request: fresh branch, ``rport`` (RFC 3581) so replies follow NAT."""
+    return str(Via(transport.upper(), host.strip("[]"), port, {"rport": None, "branch": new_branch()}))
 
 
 def build_request(method: str, uri: str | SipUri, from_uri: str | SipUri | NameAddr,
@@ -195,9 +193,10 @@ class Dialog:
     def _request(self, method: str, number: int, body: bytes, content_type: str | None,
                  extra: Iterable[tuple[str, object]]) -> Request:
         uri, routes = self.remote_target, self.route_set
-        if routes and not _is_loose(routes[0]):
+        first = _route_uri(routes[0]) if routes else None
+        if first is not None and first.param("lr") is None:
             # strict routing (RFC 3261 §12.2.1.1): first route becomes the Request-URI
-            uri = _route_uri(routes[0])
+            uri = str(first)
             routes = routes[1:] + [f"<{self.remote_target}>"]
         items: list[tuple[str, str]] = [("Via", _via(self.via_transport, self.via_host, self.via_port))]
         items += [("Route", r) for r in routes]
@@ -258,17 +257,9 @@ def _without_tag(addr: NameAddr) -> str:
     return str(NameAddr(addr.uri, addr.display, params))
 
 
-def _route_uri(route: str) -> str:
-    text = route.strip()
-    lt = text.find("<")
-    if lt >= 0:
-        gt = text.find(">", lt)
-        return text[lt + 1:gt if gt > 0 else len(text)]
-    return text.split(";", 1)[0]
-
-
-def _is_loose(route: str) -> bool:
+def _route_uri(route: str) -> SipUri | None:
+    """The URI of a Route/Record-Route value, or None when it cannot be read (treated as loose)."""
     try:
-        return SipUri.parse(_route_uri(route)).param("lr") is not None
+        return NameAddr.parse(route).uri
     except RemoteProtocolError:
-        return True
+        return None

@@ -53,7 +53,7 @@ from typing import Hashable
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .events import (AckReceived, Event, RequestReceived, ResponseReceived, TransactionTerminated,
                      TransactionTimedOut)
-from .headers import split_commas
+from .headers import Via, split_commas
 from .message import Headers, Request, Response
 
 __all__ = [
@@ -239,7 +239,6 @@ def new_branch() -> str:
 # ------------------------------------------------------------------------------------------------
 # Matching keys
 # ------------------------------------------------------------------------------------------------
-_VIA_RE = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*[!-~]+?\s+([^;,]+)", re.I)
 _BRANCH_RE = re.compile(r";\s*branch\s*=\s*([^\s;,]+)", re.I)
 
 
@@ -253,26 +252,25 @@ def _top_via(headers: Headers) -> str:
 
 
 def _branch_and_sent_by(raw_via: str) -> tuple[str | None, str]:
+    """Magic-cookie branch (or None) and normalised sent-by of a top Via value.
+
+    The tidy form every device sends (``SIP/2.0/UDP host:port;...;branch=z9hG4bK...``) is read
+    with a few string operations: this runs for every request. Anything else goes to
+    :meth:`Via.parse`, which allows LWS and folding.
+    """
     semi = raw_via.find(";")
+    start = raw_via.find(";branch=", semi) if semi >= 0 else -1
     parts = (raw_via if semi < 0 else raw_via[:semi]).split()
-    if len(parts) == 2 and parts[0][:8].upper() == "SIP/2.0/" and len(parts[0]) > 8:
-        # the common, tidy form: "SIP/2.0/UDP host:port;...;branch=z9hG4bK..."
+    if start >= 0 and len(parts) == 2 and parts[0][:8].upper() == "SIP/2.0/" and len(parts[0]) > 8:
         sent_by = parts[1].lower()
-        start = raw_via.find(";branch=", semi) if semi >= 0 else -1
-        if start >= 0:
-            start += 8
-            end = raw_via.find(";", start)
-            branch: str | None = (raw_via[start:] if end < 0 else raw_via[start:end]).rstrip()
-        else:
-            b = _BRANCH_RE.search(raw_via, semi) if semi >= 0 else None
-            branch = b.group(1) if b else None
+        start += 8
+        end = raw_via.find(";", start)
+        branch: str | None = (raw_via[start:] if end < 0 else raw_via[start:end]).rstrip()
     else:
-        m = _VIA_RE.match(raw_via)
-        if m is None:
-            raise RemoteProtocolError(f"malformed Via {raw_via[:80]!r}")
-        sent_by = "".join(m.group(1).split()).lower()
-        b = _BRANCH_RE.search(raw_via, m.end(1))
-        branch = b.group(1) if b else None
+        via = Via.parse(raw_via)
+        host = f"[{via.host}]" if ":" in via.host else via.host
+        sent_by = (f"{host}:{via.port}" if via.port else host).lower()
+        branch = via.branch
     if branch is not None and (not branch.startswith(MAGIC_COOKIE) or len(branch) == len(MAGIC_COOKIE)):
         branch = None
     return branch, sent_by
@@ -544,15 +542,7 @@ class TransactionLayer:
             raise LocalProtocolError(f"no INVITE client transaction {transaction_key!r}")
         if tx.state not in (CALLING, PROCEEDING):
             raise LocalProtocolError(f"cannot cancel an INVITE in state {tx.state}")
-        invite = tx.request
-        items: list[tuple[str, str]] = [("Via", _top_via(invite.headers))]
-        items += [("Route", r) for r in invite.headers.get_all("Route")]
-        items += [("From", invite.headers.get("From") or ""),
-                  ("To", invite.headers.get("To") or ""),
-                  ("Call-ID", invite.call_id),
-                  ("CSeq", f"{invite.cseq.number} CANCEL"),
-                  ("Max-Forwards", "70")]
-        return Request("CANCEL", invite.uri, Headers(items))
+        return _derived_request(tx.request, "CANCEL", tx.request.headers.get("To") or "")
 
     def __len__(self) -> int:
         return len(self._client) + len(self._server)
@@ -676,7 +666,8 @@ class TransactionLayer:
         elif what == "ACK":
             if op == "send":
                 assert isinstance(msg, Response)
-                tx.ack_bytes = _ack_for_non_2xx(tx.request, msg).encode()
+                assert tx.request is not None
+                tx.ack_bytes = _derived_request(tx.request, "ACK", msg.headers.get("To") or "").encode()
             if tx.ack_bytes:
                 out.append((tx.ack_bytes, tx.peer))
 
@@ -746,15 +737,14 @@ def _ensure_branch(request: Request) -> str:
     raise LocalProtocolError("request without a Via header")
 
 
-def _ack_for_non_2xx(invite: Request | None, response: Response) -> Request:
-    """RFC 3261 §17.1.1.3: same Request-URI, Call-ID, From, CSeq number, top Via and Route as the
-    INVITE; To from the response."""
-    assert invite is not None
+def _derived_request(invite: Request, method: str, to: str) -> Request:
+    """CANCEL (§9.1) or ACK for a non-2xx (§17.1.1.3): the INVITE's Request-URI, top Via, Route,
+    From, Call-ID and CSeq number, with ``method`` and the given To."""
     items: list[tuple[str, str]] = [("Via", _top_via(invite.headers))]
     items += [("Route", r) for r in invite.headers.get_all("Route")]
     items += [("From", invite.headers.get("From") or ""),
-              ("To", response.headers.get("To") or ""),
+              ("To", to),
               ("Call-ID", invite.call_id),
-              ("CSeq", f"{invite.cseq.number} ACK"),
+              ("CSeq", f"{invite.cseq.number} {method}"),
               ("Max-Forwards", "70")]
-    return Request("ACK", invite.uri, Headers(items))
+    return Request(method, invite.uri, Headers(items))
