@@ -174,8 +174,12 @@ class DeviceSimulator:
 
     async def _keepalive_loop(self) -> None:
         failures = 0
+        first = True
         while True:
-            await asyncio.sleep(self.keepalive_interval)
+            # the first keepalive follows the registration at once, as most devices do
+            if not first:
+                await asyncio.sleep(self.keepalive_interval)
+            first = False
             if not self.registered:
                 continue
             try:

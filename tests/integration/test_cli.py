@@ -90,6 +90,7 @@ password = "per-device"
     text = out.decode()
     assert proc.returncode == 0, text
     assert "shutting down" in text and "stopped" in text
+    assert "(uvloop event loop)" in text
     assert "Traceback" not in text
 
 
