@@ -249,6 +249,7 @@ cdef class PsDemuxer:
     cdef int _state
     cdef Py_ssize_t _remaining
     cdef _Stream _target
+    cdef Py_ssize_t _au_total
     cdef public dict stream_types
     cdef public dict parameter_sets
     cdef i64 _errors[N_ERRORS]
@@ -283,6 +284,7 @@ cdef class PsDemuxer:
         self._state = S_SEARCH
         self._remaining = 0
         self._target = None
+        self._au_total = 0
         self.stream_types = {}
         self.parameter_sets = {}
         for i in range(N_ERRORS):
@@ -334,11 +336,7 @@ cdef class PsDemuxer:
     @property
     def buffered(self):
         """Bytes held: a partial header plus the access units being assembled."""
-        cdef _Stream s
-        cdef Py_ssize_t total = self._stash_len
-        for s in self._order:
-            total += s.au_len
-        return total
+        return self._stash_len + self._au_total
 
     def feed(self, data):
         """Consume a chunk of the program stream; return the access units it completes."""
@@ -383,7 +381,7 @@ cdef class PsDemuxer:
             self._errors[E_TRUNCATED] += 1
             target = self._target if self._state == S_BODY else None
             if target is not None and target.active:
-                target.reset_au()
+                self._reset(target)
                 target.damaged = True
         elif self._state == S_SEARCH:
             self._skipped_bytes += stash_len
@@ -750,12 +748,14 @@ cdef class PsDemuxer:
     cdef inline int _append(self, _Stream stream, const uchar *src, Py_ssize_t n) except -1:
         if stream is None or n <= 0:
             return 0
-        if stream.au_len + n > self.max_frame_size:
+        if stream.au_len + n > self.max_frame_size or self._au_total + n > 2 * self.max_frame_size:
             self._errors[E_FRAME_TOO_LARGE] += 1
             self._drop(stream, False)
             self._target = None
             return 0
-        return stream.append(src, n)
+        stream.append(src, n)
+        self._au_total += n
+        return 0
 
     cdef int _end_pes(self, list out) except -1:
         cdef _Stream stream = self._target
@@ -773,7 +773,7 @@ cdef class PsDemuxer:
             codec, keyframe = self._inspect(stream, data)
         elif (codec == C_G711A or codec == C_G711U) and stream.pts >= 0:
             stream.next_pts4 = (stream.pts << 2) + stream.au_len * 45
-        stream.reset_au()
+        self._reset(stream)
         if not data:
             return 0
         out.append(Frame(self._names[codec], stream.pts if stream.pts >= 0 else None,
@@ -847,10 +847,14 @@ cdef class PsDemuxer:
             if count:
                 self._errors[E_DAMAGED_FRAME] += 1
             stream.damaged_pts = stream.pts
-            stream.reset_au()
+            self._reset(stream)
         elif not stream.damaged:
             stream.damaged_pts = -1
         stream.damaged = True
+
+    cdef inline void _reset(self, _Stream stream) noexcept:
+        self._au_total -= stream.au_len
+        stream.reset_au()
 
     cdef void _drop_all(self) noexcept:
         cdef _Stream stream

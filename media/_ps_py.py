@@ -129,6 +129,7 @@ class PsDemuxer:
         self._state = _SEARCH
         self._remaining = 0
         self._target: _Stream | None = None
+        self._au_total = 0  # bytes held in all access units together
         #: Stream types from the last PSM: stream_id -> stream_type.
         self.stream_types: dict[int, int] = {}
         #: Latest parameter sets per video stream: stream_id -> {"vps"|"sps"|"pps": NAL bytes}.
@@ -157,7 +158,7 @@ class PsDemuxer:
     @property
     def buffered(self) -> int:
         """Bytes held: a partial header plus the access units being assembled."""
-        return len(self._stash) + sum(len(s.au) for s in self._streams.values())
+        return len(self._stash) + self._au_total
 
     def feed(self, data) -> list[Frame]:
         """Consume a chunk of the program stream; return the access units it completes."""
@@ -533,14 +534,19 @@ class PsDemuxer:
         self._target = stream
 
     def _append(self, stream: _Stream | None, data) -> None:
+        """Grow the access unit; one unit may not exceed ``max_frame_size`` nor all of them
+        together twice that (hostile input must not make memory grow with the stream count)."""
         if stream is None or not data:
             return
-        if len(stream.au) + len(data) > self.max_frame_size:
+        n = len(data)
+        if len(stream.au) + n > self.max_frame_size or \
+                self._au_total + n > 2 * self.max_frame_size:
             self._count("frame_too_large")
             self._drop(stream, count=False)
             self._target = None
             return
         stream.au += data
+        self._au_total += n
 
     def _end_pes(self, out: list) -> None:
         stream = self._target
@@ -621,6 +627,7 @@ class PsDemuxer:
         return codec, keyframe
 
     def _reset_au(self, stream: _Stream) -> None:
+        self._au_total -= len(stream.au)
         stream.au = bytearray()
         stream.active = False
         stream.has_vcl = False
