@@ -7,14 +7,17 @@ per-stream growing buffer, start codes are found with memchr, and one ``bytes`` 
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport _PyBytes_Resize
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
 from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcpy, memmove
 
 from media._frame import Frame
 
 cdef extern from "Python.h":
-    object PyMemoryView_FromMemory(char *mem, Py_ssize_t size, int flags)
+    PyObject *_new_bytes "PyBytes_FromStringAndSize"(const char *v, Py_ssize_t n)
+    char *_bytes_buf "PyBytes_AS_STRING"(PyObject *o)
 
 ctypedef unsigned char uchar
 ctypedef long long i64
@@ -168,13 +171,17 @@ cdef inline int _sniff(int b0, int b1) noexcept nogil:
 
 
 cdef class _Stream:
-    """Per elementary stream state; the access unit grows in a C buffer."""
+    """Per elementary stream state.
+
+    The access unit grows inside a ``bytes`` object sized from the PES lengths, which is shrunk
+    and handed out as the frame's data: each payload byte is copied once.
+    """
 
     cdef int sid
     cdef bint video
     cdef int declared
     cdef int sniffed
-    cdef uchar *au
+    cdef PyObject *au
     cdef Py_ssize_t au_len
     cdef Py_ssize_t au_cap
     cdef bint active
@@ -202,23 +209,49 @@ cdef class _Stream:
         self.next_pts4 = -1
 
     def __dealloc__(self):
-        free(self.au)
+        Py_XDECREF(self.au)
+
+    cdef int reserve(self, Py_ssize_t n) except -1:
+        """Room for ``n`` more bytes: exact for a unit's first PES, growing by half after."""
+        cdef Py_ssize_t cap = self.au_len + n
+        if cap <= self.au_cap:
+            return 0
+        if self.au == NULL:
+            self.au = _new_bytes(NULL, cap)
+            if self.au == NULL:
+                self.au_cap = 0
+                raise MemoryError()
+        else:
+            if self.au_len and cap < self.au_cap + (self.au_cap >> 1):
+                cap = self.au_cap + (self.au_cap >> 1)
+            if _PyBytes_Resize(&self.au, cap) < 0:
+                self.au = NULL
+                self.au_len = self.au_cap = 0
+                return -1
+        self.au_cap = cap
+        return 0
 
     cdef int append(self, const uchar *src, Py_ssize_t n) except -1:
-        cdef Py_ssize_t cap
-        cdef uchar *grown
         if self.au_len + n > self.au_cap:
-            cap = self.au_cap * 2 if self.au_cap else 65536
-            while cap < self.au_len + n:
-                cap *= 2
-            grown = <uchar *>realloc(self.au, cap)
-            if grown == NULL:
-                raise MemoryError()
-            self.au = grown
-            self.au_cap = cap
-        memcpy(self.au + self.au_len, src, n)
+            self.reserve(n if n > 4096 else 4096)
+        memcpy(_bytes_buf(self.au) + self.au_len, src, n)
         self.au_len += n
         return 0
+
+    cdef bytes take(self):
+        """The access unit as bytes (ownership moves to the caller)."""
+        cdef bytes out
+        if self.au_len == 0:
+            return b""
+        if self.au_len != self.au_cap and _PyBytes_Resize(&self.au, self.au_len) < 0:
+            self.au = NULL
+            self.au_len = self.au_cap = 0
+            raise MemoryError()
+        out = <bytes>self.au
+        Py_XDECREF(self.au)
+        self.au = NULL
+        self.au_len = self.au_cap = 0
+        return out
 
     cdef void reset_au(self) noexcept:
         self.au_len = 0
@@ -226,7 +259,7 @@ cdef class _Stream:
         self.has_vcl = False
         if self.au_cap > (1 << 20):
             # Give back the memory of an exceptionally large access unit.
-            free(self.au)
+            Py_XDECREF(self.au)
             self.au = NULL
             self.au_cap = 0
 
@@ -613,6 +646,9 @@ cdef class PsDemuxer:
             return 0
         self._pes += 1
         self._start_pes(stream, pts, dts, p + hsize, peek, out)
+        if payload > 0 and self._target is not None \
+                and stream.au_len + payload <= self.max_frame_size:
+            stream.reserve(payload)
         if payload < 0:
             self._state = S_UNBOUNDED
         elif payload:
@@ -765,14 +801,14 @@ cdef class PsDemuxer:
         return 0
 
     cdef int _emit(self, _Stream stream, list out) except -1:
-        cdef bytes data = PyBytes_FromStringAndSize(<char *>stream.au, stream.au_len) \
-            if stream.au_len else b""
+        cdef Py_ssize_t size = stream.au_len
+        cdef bytes data = stream.take()
         cdef int codec = self._codec(stream)
         cdef bint keyframe = True
         if stream.video:
             codec, keyframe = self._inspect(stream, data)
         elif (codec == C_G711A or codec == C_G711U) and stream.pts >= 0:
-            stream.next_pts4 = (stream.pts << 2) + stream.au_len * 45
+            stream.next_pts4 = (stream.pts << 2) + size * 45
         self._reset(stream)
         if not data:
             return 0
@@ -783,64 +819,94 @@ cdef class PsDemuxer:
         return 0
 
     cdef tuple _inspect(self, _Stream stream, bytes data):
-        """One memchr walk over the start codes: codec sniff, keyframe, parameter sets."""
+        """One memchr walk over the start codes, evaluating every codec reading at once: the
+        sniff verdict picks which keyframe flag and parameter sets count (same as the twin)."""
         cdef const uchar *p = <const uchar *>(<char *>data)
-        cdef Py_ssize_t n = len(data), i, h, nxt, e
-        cdef int verdict = C_NONE, sniffed, codec, t, b0, b1, name
-        cdef bint keyframe = False
+        cdef Py_ssize_t n = len(data), i, h, nxt, e, k
+        cdef int verdict = C_NONE, sniffed, codec, t, b0, b1, slot
+        cdef bint key264 = False, key265 = False, keysvac = False, keympeg4 = False
+        cdef bint found_h265 = False
+        # Last parameter set of each kind: H.264 sps, pps; H.265 vps, sps, pps.
+        cdef Py_ssize_t ps_start[5]
+        cdef Py_ssize_t ps_end[5]
         cdef bint sniff = stream.declared != C_MPEG4 and stream.declared != C_SVAC
         cdef dict sets = None
-        # Pass 1: codec verdict (H.265 markers win, else the first marker).
-        if sniff:
-            i = _find_start(p, 0, n)
-            while 0 <= i and i + 3 < n:
-                h = i + 3
-                sniffed = _sniff(p[h], p[h + 1] if h + 1 < n else -1)
-                if sniffed == C_H265:
-                    verdict = sniffed
-                    break
-                if verdict == C_NONE:
-                    verdict = sniffed
-                i = _find_start(p, h, n)
-            if verdict != C_NONE:
-                self._note_sniff(stream, verdict)
-        codec = self._codec(stream)
-        # Pass 2: keyframe and parameter sets.
+        for k in range(5):
+            ps_start[k] = -1
         i = _find_start(p, 0, n)
         while 0 <= i and i + 3 < n:
             h = i + 3
             b0 = p[h]
             b1 = p[h + 1] if h + 1 < n else -1
             nxt = _find_start(p, h, n)
-            name = 0
-            if codec == C_H264:
-                t = b0 & 0x1F
-                if t == 5 or t == 7:
-                    keyframe = True
-                name = 2 if t == 7 else 3 if t == 8 else 0
-            elif codec == C_H265:
-                t = (b0 >> 1) & 0x3F
-                if 16 <= t <= 21:
-                    keyframe = True
-                name = 1 if t == 32 else 2 if t == 33 else 3 if t == 34 else 0
-            elif codec == C_SVAC:
-                t = (b0 >> 2) & 0x0F
-                if t == 2 or t == 4 or t == 7:
-                    keyframe = True
+            if sniff and not found_h265:
+                sniffed = _sniff(b0, b1)
+                if sniffed == C_H265:
+                    verdict = sniffed
+                    found_h265 = True
+                elif verdict == C_NONE:
+                    verdict = sniffed
+            t = b0 & 0x1F
+            slot = -1
+            if t == 5 or t == 7:
+                key264 = True
+            if t == 7:
+                slot = 0
+            elif t == 8:
+                slot = 1
+            t = (b0 >> 1) & 0x3F
+            if 16 <= t <= 21:
+                key265 = True
+            if slot < 0:
+                pass
             else:
-                if b0 == 0xB6 and b1 >= 0 and (b1 >> 6) == 0:
-                    keyframe = True
-            if name:
                 e = nxt if (0 <= nxt and nxt + 3 < n) else n
                 while e > h and p[e - 1] == 0:
                     e -= 1
-                if sets is None:
-                    sets = self.parameter_sets.get(stream.sid)
-                    if sets is None:
-                        sets = self.parameter_sets[stream.sid] = {}
-                sets[("", "vps", "sps", "pps")[name]] = data[h:e]
+                ps_start[slot] = h
+                ps_end[slot] = e
+            if t == 32 or t == 33 or t == 34:
+                e = nxt if (0 <= nxt and nxt + 3 < n) else n
+                while e > h and p[e - 1] == 0:
+                    e -= 1
+                ps_start[t - 30] = h
+                ps_end[t - 30] = e
+            t = (b0 >> 2) & 0x0F
+            if t == 2 or t == 4 or t == 7:
+                keysvac = True
+            if b0 == 0xB6 and b1 >= 0 and (b1 >> 6) == 0:
+                keympeg4 = True
             i = nxt
-        return codec, keyframe
+        if verdict != C_NONE:
+            self._note_sniff(stream, verdict)
+        codec = self._codec(stream)
+        if codec == C_H264:
+            if ps_start[0] >= 0 or ps_start[1] >= 0:
+                sets = self._sets(stream.sid)
+                if ps_start[0] >= 0:
+                    sets["sps"] = data[ps_start[0]:ps_end[0]]
+                if ps_start[1] >= 0:
+                    sets["pps"] = data[ps_start[1]:ps_end[1]]
+            return codec, key264
+        if codec == C_H265:
+            if ps_start[2] >= 0 or ps_start[3] >= 0 or ps_start[4] >= 0:
+                sets = self._sets(stream.sid)
+                if ps_start[2] >= 0:
+                    sets["vps"] = data[ps_start[2]:ps_end[2]]
+                if ps_start[3] >= 0:
+                    sets["sps"] = data[ps_start[3]:ps_end[3]]
+                if ps_start[4] >= 0:
+                    sets["pps"] = data[ps_start[4]:ps_end[4]]
+            return codec, key265
+        if codec == C_SVAC:
+            return codec, keysvac
+        return codec, keympeg4
+
+    cdef dict _sets(self, int sid):
+        cdef dict sets = self.parameter_sets.get(sid)
+        if sets is None:
+            sets = self.parameter_sets[sid] = {}
+        return sets
 
     cdef void _drop(self, _Stream stream, bint count) noexcept:
         if stream.active:
