@@ -13,6 +13,22 @@ _DECL = re.compile(rb"^\s*<\?xml[^>]*\?>", re.I)
 _BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt|apos|quot|#\d+|#x[0-9A-Fa-f]+);)")
 
 
+def to_utf8(raw: bytes) -> bytes:
+    """Bytes of a MANSCDP body → UTF-8 bytes without the declaration (the parser's input).
+
+    The common case (ASCII or UTF-8, no NUL, no stray ``&``) costs one validation pass and no copy
+    beyond stripping the declaration.
+    """
+    raw = _DECL.sub(b"", raw, count=1)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode_body(raw).encode("utf-8")
+    if b"\x00" in raw or b"&" in raw:
+        return decode_body(raw).encode("utf-8")
+    return raw.strip()
+
+
 def decode_body(raw: bytes) -> str:
     """Bytes of a MANSCDP body → text without its XML declaration, ready for the parser."""
     raw = _DECL.sub(b"", raw, count=1)

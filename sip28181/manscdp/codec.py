@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from ..errors import ManscdpError
-from .charset import decode_body
+import re
+
+from .charset import to_utf8
 
 MAX_BODY = 1024 * 1024
 MAX_DEPTH = 32
 KINDS = ("Query", "Response", "Notify", "Control")
+
+_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.I)
+#: True when some element sits deeper than MAX_DEPTH (evaluated in C by libxml2).
+_TOO_DEEP = etree.XPath("boolean(/" + "/".join(["*"] * (MAX_DEPTH + 1)) + ")")
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                           recover=True, remove_comments=True, remove_pis=True, dtd_validation=False)
@@ -50,36 +56,20 @@ def find_ci(elem: etree._Element, name: str) -> etree._Element | None:
 def parse_xml(raw: bytes) -> etree._Element:
     if len(raw) > MAX_BODY:
         raise ManscdpError("MANSCDP body too large", 413)
-    if b"<!DOCTYPE" in raw.upper() or b"<!ENTITY" in raw.upper():
+    if _DTD.search(raw):
         raise ManscdpError("DTDs and entities are not allowed in MANSCDP bodies")
-    text = decode_body(raw)
-    if not text:
+    data = to_utf8(raw)
+    if not data:
         raise ManscdpError("empty MANSCDP body")
     try:
-        root = etree.fromstring(text.encode("utf-8"), _PARSER)
+        root = etree.fromstring(data, _PARSER)
     except (etree.XMLSyntaxError, ValueError) as exc:
         raise ManscdpError(f"malformed XML: {exc}") from None
     if root is None:
         raise ManscdpError("malformed XML: no root element")
-    depth = _depth(root)
-    if depth > MAX_DEPTH:
+    if len(data) > 7 * MAX_DEPTH and _TOO_DEEP(root):   # nesting deeper needs >= 7 bytes a level
         raise ManscdpError("XML nested too deeply")
     return root
-
-
-def _depth(root: etree._Element) -> int:
-    deepest = 0
-    for elem in root.iter():
-        d = 0
-        node = elem
-        while node is not None and d <= MAX_DEPTH + 1:
-            node = node.getparent()
-            d += 1
-        if d > deepest:
-            deepest = d
-            if deepest > MAX_DEPTH:
-                break
-    return deepest
 
 
 def parse_envelope(raw: bytes) -> Envelope:
@@ -88,16 +78,23 @@ def parse_envelope(raw: bytes) -> Envelope:
     kind = next((k for k in KINDS if k.lower() == str(root.tag).lower()), None)
     if kind is None:
         raise ManscdpError(f"unknown MANSCDP root element {str(root.tag)[:40]!r}")
-    cmd = find_ci(root, "CmdType")
-    if cmd is None or not (cmd.text or "").strip():
+    fields: dict[str, str] = {}
+    for child in root:
+        tag = child.tag
+        if isinstance(tag, str):
+            low = tag.lower()
+            if low in _ENVELOPE_FIELDS and low not in fields:
+                fields[low] = (child.text or "").strip()
+    cmd = fields.get("cmdtype")
+    if not cmd:
         raise ManscdpError("missing CmdType")
-    sn_el = find_ci(root, "SN")
+    sn_text = fields.get("sn")
     sn: int | None = None
-    if sn_el is not None and (sn_el.text or "").strip():
-        try:
-            sn = int(sn_el.text.strip())
-        except ValueError:
-            raise ManscdpError(f"bad SN {sn_el.text.strip()[:20]!r}") from None
-    dev = find_ci(root, "DeviceID")
-    device_id = (dev.text or "").strip() if dev is not None else ""
-    return Envelope(kind, cmd.text.strip(), sn, device_id, root)
+    if sn_text:
+        if not sn_text.isdigit() or len(sn_text) > 18:
+            raise ManscdpError(f"bad SN {sn_text[:20]!r}")
+        sn = int(sn_text)
+    return Envelope(kind, cmd, sn, fields.get("deviceid", ""), root)
+
+
+_ENVELOPE_FIELDS = frozenset({"cmdtype", "sn", "deviceid"})

@@ -243,7 +243,7 @@ class Platform:
         self._publish(outcome.events)
 
     def _on_message(self, request: Request, flow: Flow) -> None:
-        sender = request.from_.user or ""
+        sender = request.from_user or ""
         if request.content_type != MANSCDP_TYPE:
             self.endpoint.respond(Response.for_request(request, 415, "Expected Application/MANSCDP+xml",
                                                        to_tag=new_tag()))

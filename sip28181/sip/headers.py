@@ -37,8 +37,25 @@ LIST_HEADERS = frozenset({"Via", "Contact", "Route", "Record-Route", "Allow", "S
                           "Accept", "Allow-Events", "Unsupported", "Proxy-Require"})
 
 
+_NAME_CACHE: dict[str, str] = {}
+
+
 def canonical_name(name: str) -> str:
-    """Canonical spelling of a header name: compact forms expanded, case normalised."""
+    """Canonical spelling of a header name: compact forms expanded, case normalised.
+
+    Memoised: a server sees the same few dozen spellings millions of times. The memo is bounded so
+    a peer inventing header names cannot grow it.
+    """
+    cached = _NAME_CACHE.get(name)
+    if cached is not None:
+        return cached
+    result = _canonical_name(name)
+    if len(_NAME_CACHE) < 4096:
+        _NAME_CACHE[name] = result
+    return result
+
+
+def _canonical_name(name: str) -> str:
     if len(name) == 1:
         full = COMPACT.get(name.lower())
         if full:

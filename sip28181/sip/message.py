@@ -108,6 +108,24 @@ class Message:
         return NameAddr.parse(self.headers.get("From") or "")
 
     @property
+    def from_user(self) -> str | None:
+        """User part of the From URI (the sender's ID), without parsing the whole name-addr."""
+        value = self.headers.get("From") or ""
+        if '"' in value:
+            return self.from_.user
+        lt = value.find("<")
+        if lt >= 0:
+            gt = value.find(">", lt)
+            uri = value[lt + 1:gt] if gt > 0 else value[lt + 1:]
+        else:
+            uri = value.partition(";")[0]
+        _scheme, colon, rest = uri.partition(":")
+        user, at, _host = rest.partition("@")
+        if not colon or not at:
+            return None
+        return user.partition(":")[0].strip() or None
+
+    @property
     def to(self) -> NameAddr:
         return NameAddr.parse(self.headers.get("To") or "")
 
@@ -242,20 +260,21 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
         items.append((canonical_name(name), value.strip()))
         if len(items) > MAX_HEADERS:
             raise RemoteProtocolError("too many headers", 413)
-    headers = msg.headers = Headers(items)
-    for required in _REQUIRED:
-        if headers.get(required) is None:
-            raise RemoteProtocolError(f"missing {required}")
-    seen: set[str] = set()
+    msg.headers = Headers(items)
+    first: dict[str, str] = {}
     for k, v in items:
-        if k in _SINGLE:
-            if k in seen and not (k == "Content-Length" and v == headers.get(k)):
+        if k in first:
+            if k in _SINGLE and not (k == "Content-Length" and v == first[k]):
                 raise RemoteProtocolError(f"more than one {k}")
-            seen.add(k)
-    cseq = msg.cseq
+        else:
+            first[k] = v
+    for required in _REQUIRED:
+        if required not in first:
+            raise RemoteProtocolError(f"missing {required}")
+    cseq = CSeq.parse(first["CSeq"])
     if isinstance(msg, Request) and cseq.method != msg.method:
         raise RemoteProtocolError("CSeq method does not match the request method")
-    length = headers.get("Content-Length")
+    length = first.get("Content-Length")
     if length is not None:
         length = length.strip()
         if not length.isdigit() or len(length) > 6:
