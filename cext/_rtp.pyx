@@ -4,7 +4,9 @@
 Same classes, same results and same counters as the twin; tests compare them on random input.
 """
 
-from libc.string cimport memmove
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.memoryview cimport PyMemoryView_FromObject
 
 from media.errors import MediaFormatError
 
@@ -78,47 +80,63 @@ cdef class RtpPacket:
 
 def parse_rtp(data):
     """Parse one RTP packet (RFC 3550 §5.1); raise MediaFormatError when malformed."""
-    cdef object view = memoryview(data)
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    cdef const unsigned char[::1] mv = view
-    cdef Py_ssize_t n = mv.shape[0]
-    if n < RTP_HEADER_SIZE:
-        raise MediaFormatError(f"RTP packet too short ({n} bytes)")
-    cdef const unsigned char *p = &mv[0]
-    cdef int b0 = p[0]
-    if b0 >> 6 != 2:
-        raise MediaFormatError(f"RTP version {b0 >> 6} (expected 2)")
-    cdef int b1 = p[1]
-    cdef int cc = b0 & 0x0F
-    cdef Py_ssize_t off = RTP_HEADER_SIZE + 4 * cc
-    cdef Py_ssize_t end
-    cdef int i, words, padding = 0
-    if off > n:
-        raise MediaFormatError("RTP CSRC list runs past the packet")
+    cdef Py_buffer buf
+    cdef Py_ssize_t n, off, end
+    cdef const unsigned char *p
+    cdef int b0, b1, cc, i, words, padding = 0
+    cdef RtpPacket pkt
     cdef tuple csrc = ()
-    if cc:
-        csrc = tuple([_u32(p + 12 + 4 * i) for i in range(cc)])
     profile = None
     extension = None
-    if b0 & 0x10:
-        if off + 4 > n:
-            raise MediaFormatError("RTP extension header runs past the packet")
-        profile = (p[off] << 8) | p[off + 1]
-        words = (p[off + 2] << 8) | p[off + 3]
-        end = off + 4 + 4 * words
-        if end > n:
-            raise MediaFormatError("RTP extension runs past the packet")
-        extension = bytes(view[off + 4:end])
-        off = end
-    end = n
-    if b0 & 0x20:
-        padding = p[n - 1]
-        if padding == 0 or off + padding > n:
-            raise MediaFormatError(f"RTP padding count {padding} is invalid")
-        end = n - padding
-    return RtpPacket(bool(b1 & 0x80), b1 & 0x7F, (p[2] << 8) | p[3], _u32(p + 4), _u32(p + 8),
-                     csrc, profile, extension, padding, view[off:end])
+    PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+    try:
+        n = buf.len
+        p = <const unsigned char *>buf.buf
+        if n < RTP_HEADER_SIZE:
+            raise MediaFormatError(f"RTP packet too short ({n} bytes)")
+        b0 = p[0]
+        if b0 >> 6 != 2:
+            raise MediaFormatError(f"RTP version {b0 >> 6} (expected 2)")
+        b1 = p[1]
+        cc = b0 & 0x0F
+        off = RTP_HEADER_SIZE + 4 * cc
+        if off > n:
+            raise MediaFormatError("RTP CSRC list runs past the packet")
+        if cc:
+            csrc = tuple([_u32(p + 12 + 4 * i) for i in range(cc)])
+        if b0 & 0x10:
+            if off + 4 > n:
+                raise MediaFormatError("RTP extension header runs past the packet")
+            profile = (p[off] << 8) | p[off + 1]
+            words = (p[off + 2] << 8) | p[off + 3]
+            end = off + 4 + 4 * words
+            if end > n:
+                raise MediaFormatError("RTP extension runs past the packet")
+            extension = PyBytes_FromStringAndSize(<const char *>p + off + 4, end - off - 4)
+            off = end
+        end = n
+        if b0 & 0x20:
+            padding = p[n - 1]
+            if padding == 0 or off + padding > n:
+                raise MediaFormatError(f"RTP padding count {padding} is invalid")
+            end = n - padding
+        pkt = RtpPacket.__new__(RtpPacket)
+        pkt.marker = (b1 & 0x80) != 0
+        pkt.payload_type = b1 & 0x7F
+        pkt.sequence = (p[2] << 8) | p[3]
+        pkt.timestamp = _u32(p + 4)
+        pkt.ssrc = _u32(p + 8)
+        pkt.csrc = csrc
+        pkt.extension_profile = profile
+        pkt.extension = extension
+        pkt.padding = padding
+    finally:
+        PyBuffer_Release(&buf)
+    view = PyMemoryView_FromObject(data)
+    if (<memoryview>view).ndim != 1 or (<memoryview>view).itemsize != 1:
+        view = view.cast("B")
+    pkt.payload = view[off:end]
+    return pkt
 
 
 cdef class Rfc4571Framer:
@@ -304,10 +322,23 @@ cdef class JitterBuffer:
 
     def add(self, packet):
         """Accept ``packet`` (anything with a ``sequence`` attribute); return released packets."""
-        cdef list out = []
+        cdef list out
         cdef int seq = self._seq_of(packet)
         cdef int delta, first
         cdef bint jump
+        if seq == self._next and self._held == 0 and self._probe is None:
+            # In-order packet with nothing waiting: what _accept would do, without the detours.
+            delta = _seq_diff(seq, self._highest)
+            if delta > 0:
+                self._highest = seq
+                self._ext_highest += delta
+            elif delta < 0:
+                self.reordered += 1
+            self.received += 1
+            self._history[seq] = 1
+            self._advance()
+            return [packet]
+        out = []
         if self._next < 0:
             self._start(seq)
         delta = _seq_diff(seq, self._next)
