@@ -386,8 +386,7 @@ cdef class PsDemuxer:
                     return out
                 n = self._stash_len
                 pos = self._run(self._stash, n, out)
-                # The stash may have been replaced by discontinuity() from no callback; parsing
-                # never calls out, so it is intact: keep the unparsed tail.
+                # Parsing only reads the stash (it calls no user code): keep the unparsed tail.
                 if pos < n:
                     memmove(self._stash, self._stash + pos, n - pos)
                 self._stash_len = n - pos

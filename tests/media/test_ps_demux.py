@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import DATA, SHARED_DATA, resolve, stage_params
-from media import _ps_py, _rtp_py
+from media import _ps_py
 
 PS_DIR = DATA / "ps"
 LIBMPEG_H264 = PS_DIR / "libmpeg_h264_g711a.ps"
@@ -76,8 +76,8 @@ def crc32_mpeg(data: bytes) -> int:
 
 def psm(streams=((0x1B, 0xE0), (0x90, 0xC0)), version: int = 0, es_map_length: int | None = None,
         info: bytes = b"", es_info: bytes = b"") -> bytes:
-    es = b"".join(bytes([st, sid]) + struct.pack(">H", len(es_info)) + es_info
-                  for st, sid in streams)
+    es = b"".join(bytes([stream_type, sid]) + struct.pack(">H", len(es_info)) + es_info
+                  for stream_type, sid in streams)
     es_len = len(es) if es_map_length is None else es_map_length
     body = (bytes([0xE0 | (version & 0x1F), 0xFF]) + struct.pack(">H", len(info)) + info
             + struct.pack(">H", es_len) + es)
