@@ -9,6 +9,7 @@ per-stream growing buffer, start codes are found with memchr, and one ``bytes`` 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport _PyBytes_Resize
 from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_New
 from cpython.ref cimport Py_XDECREF
 from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcpy, memmove
@@ -375,29 +376,33 @@ cdef class PsDemuxer:
         """Consume a chunk of the program stream; return the access units it completes."""
         cdef list out = []
         cdef Py_buffer view
-        cdef Py_ssize_t pos, n
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
-            n = view.len
-            self._bytes += n
-            if self._stash_len:
-                self._stash_add(<const uchar *>view.buf, n)
-                if self._stash_len < self._need:
-                    return out
-                n = self._stash_len
-                pos = self._run(self._stash, n, out)
-                # Parsing only reads the stash (it calls no user code): keep the unparsed tail.
-                if pos < n:
-                    memmove(self._stash, self._stash + pos, n - pos)
-                self._stash_len = n - pos
-            else:
-                pos = self._run(<const uchar *>view.buf, n, out)
-                if pos < n:
-                    self._stash_len = 0
-                    self._stash_add(<const uchar *>view.buf + pos, n - pos)
+            self._feed(<const uchar *>view.buf, view.len, out)
         finally:
             PyBuffer_Release(&view)
         return out
+
+    cdef int _feed(self, const uchar *data, Py_ssize_t n, list out) except -1:
+        """:meth:`feed` on a C buffer, appending the completed access units to ``out``."""
+        cdef Py_ssize_t pos
+        self._bytes += n
+        if self._stash_len:
+            self._stash_add(data, n)
+            if self._stash_len < self._need:
+                return 0
+            n = self._stash_len
+            pos = self._run(self._stash, n, out)
+            # Parsing only reads the stash (it calls no user code): keep the unparsed tail.
+            if pos < n:
+                memmove(self._stash, self._stash + pos, n - pos)
+            self._stash_len = n - pos
+        else:
+            pos = self._run(data, n, out)
+            if pos < n:
+                self._stash_len = 0
+                self._stash_add(data + pos, n - pos)
+        return 0
 
     def flush(self):
         """End of input: finish a PES running to end of stream, emit complete access units."""
@@ -931,3 +936,13 @@ cdef class PsDemuxer:
         self._drop_all()
         self._target = None
         self._state = S_SEARCH
+
+
+cdef int _c_feed(object demuxer, const uchar *data, Py_ssize_t n, list out) except -1:
+    return (<PsDemuxer>demuxer)._feed(data, n, out)
+
+
+#: ``int feed(PsDemuxer demuxer, const unsigned char *data, Py_ssize_t n, list out)`` (-1 with an
+#: exception set on error): :meth:`PsDemuxer.feed` on a C buffer, for other compiled stages that
+#: hold a demuxer of this module (the caller guarantees the type).
+_C_FEED = PyCapsule_New(<void *>_c_feed, b"media._ps._C_FEED", NULL)

@@ -7,6 +7,7 @@ Same classes, same results and same counters as the twin; tests compare them on 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.memoryview cimport PyMemoryView_FromObject
+from cpython.pycapsule cimport PyCapsule_New
 
 from media.errors import MediaFormatError
 
@@ -326,17 +327,7 @@ cdef class JitterBuffer:
         cdef int seq = self._seq_of(packet)
         cdef int delta, first
         cdef bint jump
-        if seq == self._next and self._held == 0 and self._probe is None:
-            # In-order packet with nothing waiting: what _accept would do, without the detours.
-            delta = _seq_diff(seq, self._highest)
-            if delta > 0:
-                self._highest = seq
-                self._ext_highest += delta
-            elif delta < 0:
-                self.reordered += 1
-            self.received += 1
-            self._history[seq] = 1
-            self._advance()
+        if self._in_order(seq):
             return [packet]
         out = []
         if self._next < 0:
@@ -364,6 +355,23 @@ cdef class JitterBuffer:
             return out
         self._accept(packet, out)
         return out
+
+    cdef bint _in_order(self, int seq) noexcept:
+        """Accept ``seq`` when it is the next number and nothing waits (what :meth:`add` would do,
+        without the detours) and return True; False when the general path must decide."""
+        cdef int delta
+        if seq != self._next or self._held != 0 or self._probe is not None:
+            return False
+        delta = _seq_diff(seq, self._highest)
+        if delta > 0:
+            self._highest = seq
+            self._ext_highest += delta
+        elif delta < 0:
+            self.reordered += 1
+        self.received += 1
+        self._history[seq] = 1
+        self._advance()
+        return True
 
     def flush(self):
         """Release every held packet in order, counting the gaps between them as lost."""
@@ -456,3 +464,14 @@ cdef class JitterBuffer:
         while self._held:
             self._skip_gap(out)
         return 0
+
+
+cdef bint _c_in_order(object jitter, int seq) noexcept:
+    return (<JitterBuffer>jitter)._in_order(seq)
+
+
+#: ``int in_order(JitterBuffer jitter, int seq)``: accept sequence number ``seq`` (0..65535) when
+#: it is the next one and nothing is held, exactly as :meth:`JitterBuffer.add` would, and return 1;
+#: return 0 (changing nothing) when ``add`` must decide. For other compiled stages that hold a
+#: buffer of this module and release the packet themselves (the caller guarantees the type).
+_C_IN_ORDER = PyCapsule_New(<void *>_c_in_order, b"media._rtp._C_IN_ORDER", NULL)

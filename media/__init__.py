@@ -5,9 +5,10 @@ from .flv import FlvMuxer
 from .psmux import PsMuxer, RtpPacketizer, rfc4571_frame
 from .errors import MediaError, MediaFormatError
 from .ps import PsDemuxer
+from .receiver import RtpPsReceiver
 from .rtp import JitterBuffer, Rfc4571Framer, RtpPacket, parse_rtp
 
 __all__ = ["Frame"]
 __all__ += ["FlvMuxer", "PsMuxer", "RtpPacketizer", "rfc4571_frame"]
 __all__ += ["MediaError", "MediaFormatError", "PsDemuxer", "JitterBuffer", "Rfc4571Framer",
-            "RtpPacket", "parse_rtp"]
+            "RtpPacket", "parse_rtp", "RtpPsReceiver"]
