@@ -26,6 +26,7 @@ def extensions():
             Extension(
                 f"media.{pyx.stem}",
                 [str(pyx.relative_to(HERE))],
+                depends=[str(h.relative_to(HERE)) for h in sorted((HERE / "cext").glob("*.h"))],
                 extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],
                 define_macros=[("CYTHON_TRACE", "1")] if DEBUG else [],
             )

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """FLV muxer, compiled twin of ``media/_flv_py.py`` (read that file for the format references).
 
-Only the per-frame path lives here: Annex B start codes are found with ``memchr`` into a reusable
+Only the per-frame path lives here: Annex B start codes are found by ``cext/_startcode.h`` into a reusable
 C array of NAL spans, and every frame's tag (plus a sequence header when one is due) is written
 into one preallocated ``bytes`` object. Parameter-set parsing, configuration records, AMF0 and
 ADTS splitting are shared with the reference module, so both produce identical bytes.
@@ -10,7 +10,7 @@ ADTS splitting are shared with the reference module, so both produce identical b
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, realloc
-from libc.string cimport memchr, memcpy
+from libc.string cimport memcpy
 
 from media import _flv_py as _ref
 
@@ -41,19 +41,11 @@ cdef inline int64_t _signed33(int64_t d) noexcept nogil:
     return d
 
 
-cdef inline Py_ssize_t _find_start(const uint8_t* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
-    """Offset of the next ``00 00 01`` at or after ``i``, or -1."""
-    cdef const uint8_t* q
-    cdef Py_ssize_t j
-    while i + 3 <= n:
-        q = <const uint8_t*>memchr(p + i + 2, 1, <size_t>(n - i - 2))
-        if q == NULL:
-            return -1
-        j = q - p
-        if p[j - 1] == 0 and p[j - 2] == 0:
-            return j - 2
-        i = j - 1
-    return -1
+cdef extern from "_startcode.h":
+    # First k >= i with p[k:k+3] == 00 00 01 and k + 3 <= n, else -1 (like bytes.find);
+    # SSE2 where available (see cext/_startcode.h).
+    Py_ssize_t _find_start "sip28181_find_start"(const uint8_t *p, Py_ssize_t i,
+                                                 Py_ssize_t n) noexcept nogil
 
 
 cdef inline void _put_tag_header(uint8_t* o, int tag_type, Py_ssize_t size, int64_t ms) noexcept nogil:

@@ -3,7 +3,8 @@
 ISO/IEC 13818-1 section references). Same frames and same counters for any input and any split.
 
 Speed comes from working on C pointers: PES bodies are copied with one memcpy per chunk into a
-per-stream growing buffer, start codes are found with memchr, and one ``bytes`` is made per frame.
+per-stream growing buffer, start codes are found by ``cext/_startcode.h`` (SSE2 where
+available), and one ``bytes`` is made per frame.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -94,19 +95,11 @@ cdef inline i64 _read_ts(const uchar *p) noexcept nogil:
             | (<i64>p[3]) << 7 | (p[4] >> 1))
 
 
-cdef inline Py_ssize_t _find_start(const uchar *p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
-    """First k >= i with p[k:k+3] == 00 00 01 and k + 3 <= n, else -1 (like bytes.find)."""
-    cdef const uchar *q
-    cdef Py_ssize_t j
-    while i + 3 <= n:
-        q = <const uchar *>memchr(p + i + 2, 1, n - i - 2)
-        if q == NULL:
-            return -1
-        j = q - p
-        if p[j - 1] == 0 and p[j - 2] == 0:
-            return j - 2
-        i = j - 1
-    return -1
+cdef extern from "_startcode.h":
+    # First k >= i with p[k:k+3] == 00 00 01 and k + 3 <= n, else -1 (like bytes.find);
+    # SSE2 where available (see cext/_startcode.h).
+    Py_ssize_t _find_start "sip28181_find_start"(const uchar *p, Py_ssize_t i,
+                                                 Py_ssize_t n) noexcept nogil
 
 
 cdef inline Py_ssize_t _find_pack(const uchar *p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
@@ -823,7 +816,7 @@ cdef class PsDemuxer:
         return 0
 
     cdef tuple _inspect(self, _Stream stream, bytes data):
-        """One memchr walk over the start codes, evaluating every codec reading at once: the
+        """One walk over the start codes, evaluating every codec reading at once: the
         sniff verdict picks which keyframe flag and parameter sets count (same as the twin)."""
         cdef const uchar *p = <const uchar *>(<char *>data)
         cdef Py_ssize_t n = len(data), i, h, nxt, e, k
