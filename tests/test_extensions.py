@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-STAGES = ("rtp", "ps", "flv", "psmux")
+STAGES = ("rtp", "ps", "flv", "psmux", "receiver")
 PROBE = (
-    "import media._impl as i, media.rtp, media.ps, media.flv, media.psmux\n"
+    "import media._impl as i, media.rtp, media.ps, media.flv, media.psmux, media.receiver\n"
     "print(int(i.NO_EXTENSIONS), ','.join(i.FALLBACKS) or '-',"
     " ','.join(c.__module__ for c in (media.rtp.JitterBuffer, media.ps.PsDemuxer, media.flv.FlvMuxer,"
-    " media.psmux.PsMuxer)))\n"
+    " media.psmux.PsMuxer, media.receiver.RtpPsReceiver)))\n"
 )
 
 

@@ -62,6 +62,7 @@ class Platform:
         self._started = False
         self.message_handlers: dict[str, Any] = {}   # CmdType -> callable(envelope, request, state)
         self.events.on(self._on_event)
+        self._bind_gauges()
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -83,7 +84,6 @@ class Platform:
                                   udp="udp" in cfg.sip_transports, tcp="tcp" in cfg.sip_transports)
         self._started = True
         self._spawn(self._flusher(), "store flusher")
-        self._update_gauges()
         log.info("SIP platform %s (domain %s) listening on %s:%d", self.sip_id, self.domain,
                  cfg.sip_host, self.endpoint.port)
 
@@ -167,12 +167,13 @@ class Platform:
     def _on_event(self, event: object) -> None:
         if isinstance(event, DeviceOnline):
             self._presence_events.append((event, "online"))
-            log.info("device online (%s)", event.reason, extra={"device_id": event.device_id})
+            # a registration is logged once, by the registrar path; other ways online are news
+            log.log(logging.DEBUG if event.reason == "register" else logging.INFO, "device online (%s)",
+                    event.reason, extra={"device_id": event.device_id})
         elif isinstance(event, DeviceOffline):
             self._presence_events.append((event, "offline"))
             log.info("device offline (%s)", event.reason, extra={"device_id": event.device_id})
         if isinstance(event, (DeviceOnline, DeviceOffline)):
-            self._update_gauges()
             if self.metrics is not None:
                 self.metrics.presence_changes.labels("online" if isinstance(event, DeviceOnline) else "offline").inc()
 
@@ -182,10 +183,12 @@ class Platform:
         if events:
             self._arm_presence()
 
-    def _update_gauges(self) -> None:
+    def _bind_gauges(self) -> None:
+        """Device gauges are counted when scraped: O(devices) per scrape, nothing per event."""
         if self.metrics is not None:
-            self.metrics.devices_online.set(self.registry.online_count())
-            self.metrics.devices_registered.set(sum(1 for s in self.registry if s.registered))
+            self.metrics.devices_online.set_function(self.registry.online_count)
+            self.metrics.devices_registered.set_function(
+                lambda: sum(1 for s in self.registry if s.registered))
 
     def _arm_presence(self) -> None:
         deadline = self.presence.next_deadline()
@@ -318,7 +321,6 @@ class Platform:
             self.events.publish(DeviceOffline(device_id, time.time(), "deleted"))
         if self.store is not None:
             await self.store.delete_device(device_id)
-        self._update_gauges()
 
 
 def _version() -> str:
