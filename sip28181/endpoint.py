@@ -55,6 +55,8 @@ class SipEndpoint:
         self.advertised_host = "127.0.0.1"
         self.port = 0
         self.on_ack: Callable[[Request, Flow], None] | None = None
+        self._dispatching = False
+        self._current: tuple[Request, str] | None = None
 
     async def start(self, host: str = "0.0.0.0", port: int = 5060, *, advertised_host: str | None = None,
                     udp: bool = True, tcp: bool = True) -> int:
@@ -79,13 +81,19 @@ class SipEndpoint:
     def _on_message(self, message: Request | Response, flow: Flow) -> None:
         now = self._now()
         events = self.layer.receive(message, flow, now, flow.transport != "UDP")
-        self._flush()
-        for event in events:
-            self._dispatch(event)
-        self._arm()
+        self._dispatching = True      # answers given during dispatch are flushed once, below
+        try:
+            for event in events:
+                self._dispatch(event)
+        finally:
+            self._dispatching = False
+            self._current = None
+            self._flush()
+            self._arm()
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, RequestReceived):
+            self._current = (event.request, event.transaction_key)
             self.on_request(event.request, event.source)
         elif isinstance(event, ResponseReceived):
             if event.response.status >= 200:
@@ -116,11 +124,19 @@ class SipEndpoint:
     # -- outgoing -------------------------------------------------------------------------------
     def respond(self, response: Response) -> None:
         """Answer a request received through ``on_request`` (matched by Via branch)."""
-        if "User-Agent" not in response.headers and "Server" not in response.headers:
+        if not any(k == "Server" or k == "User-Agent" for k, _ in response.headers):
             response.headers.add("Server", self.user_agent)
-        self.layer.send_response(response, self._now())
-        self._flush()
-        self._arm()
+        key = None
+        current = self._current
+        if current is not None:
+            # the request being dispatched: its transaction key is known, no need to recompute it
+            req_h, resp_h = current[0].headers, response.headers
+            if req_h.get("Call-ID") == resp_h.get("Call-ID") and req_h.get("CSeq") == resp_h.get("CSeq"):
+                key = current[1]
+        self.layer.send_response(response, self._now(), key)
+        if not self._dispatching:
+            self._flush()
+            self._arm()
 
     async def request(self, request: Request, flow: Flow, timeout: float | None = None) -> Response:
         """Send ``request`` on ``flow`` through a client transaction; the final response."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 
@@ -20,6 +21,16 @@ def install_event_loop() -> str:
     return "uvloop"
 
 
+def tune_gc() -> None:
+    """Collect young objects less often: a SIP server allocates a few hundred objects per message,
+    and with the default threshold (700) the collector ran every few messages, costing about a
+    third of the time spent on a keepalive. Cycles are still collected; startup objects are frozen
+    out of every collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 1000)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..config import Config
     from .app import serve
@@ -33,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_name = install_event_loop()
     logging.getLogger("sip28181.server").info("sip28181 starting (%s event loop)", loop_name)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, on_started=lambda _server: tune_gc()))
     except OSError as exc:
         logging.getLogger("sip28181.server").error("cannot start: %s", exc)
         return 1

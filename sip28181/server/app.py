@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 from pathlib import Path
+from typing import Callable
 
 from aiohttp import web
 
@@ -94,7 +95,7 @@ class Server:
         await self.stop()
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, *, on_started: Callable[[Server], None] | None = None) -> None:
     """Run until SIGINT or SIGTERM, then shut down cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -102,6 +103,8 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     server = Server(config)
     await server.start()
+    if on_started is not None:
+        on_started(server)
     try:
         await stop.wait()
         log.info("shutting down")

@@ -28,6 +28,7 @@ REASONS = {
 }
 
 _REQUIRED = ("Call-ID", "CSeq", "From", "To", "Via")
+_LWS = (" ", "\t")
 _SINGLE = frozenset({"Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards"})
 #: RFC 3261 §25.1 token characters (methods may use any of them, RFC 4475 "intmeth").
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
@@ -220,7 +221,8 @@ class Response(Message):
 
 def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     """Parse one complete message (a UDP datagram or a framed TCP message)."""
-    data = bytes(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     if len(data) > MAX_MESSAGE_SIZE:
         raise RemoteProtocolError("message too large", 413)
     if data[:1] in (b"\r", b"\n"):
@@ -239,15 +241,18 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     except UnicodeDecodeError:
         raise RemoteProtocolError("header section is not UTF-8") from None
     body = data[end + sep_len:]
-    lines = head.replace("\r\n", "\n").split("\n")
+    lines = head.split("\r\n")
+    if sep_len == 2 or head.count("\n") != len(lines) - 1:
+        lines = head.replace("\r\n", "\n").split("\n")    # bare-LF line ends, accepted leniently
     while lines and not lines[0]:     # leading CRLFs are keepalive noise (RFC 5626 §3.5.1)
         lines.pop(0)
     if not lines:
         raise RemoteProtocolError("empty message")
     msg = _parse_start_line(lines[0])
     items: list[tuple[str, str]] = []
+    append = items.append
     for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
+        if line[:1] in _LWS:
             if not items:
                 raise RemoteProtocolError("continuation line before any header")
             name, value = items[-1]
@@ -257,7 +262,7 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
         name = name.strip()
         if not colon or not name or " " in name:
             raise RemoteProtocolError(f"malformed header line {line[:60]!r}")
-        items.append((canonical_name(name), value.strip()))
+        append((canonical_name(name), value.strip()))
         if len(items) > MAX_HEADERS:
             raise RemoteProtocolError("too many headers", 413)
     msg.headers = Headers(items)
