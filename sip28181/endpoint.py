@@ -9,31 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from typing import Callable, Iterable
 
 from .errors import RemoteProtocolError, TransactionError
 from .sip.events import AckReceived, RequestReceived, ResponseReceived, TransactionTimedOut
+from .sip.dialog import new_call_id, new_tag
 from .sip.headers import Via
 from .sip.message import Headers, Request, Response
-from .sip.transaction import TransactionLayer
+from .sip.transaction import TransactionLayer, new_branch
 from .transport import Flow, SipTransport
 
 log = logging.getLogger("sip28181.sip")
 
 RequestHandler = Callable[[Request, Flow], None]
 
-
-def new_tag() -> str:
-    return secrets.token_hex(5)
-
-
-def new_call_id(host: str) -> str:
-    return f"{secrets.token_hex(10)}@{host}"
-
-
-def new_branch() -> str:
-    return "z9hG4bK" + secrets.token_hex(10)
+#: Seconds between two wake-ups for transaction timers, at most.
+TIMER_RESOLUTION = 0.01
 
 
 class SipEndpoint:
@@ -51,6 +42,7 @@ class SipEndpoint:
         self._pending: dict[str, asyncio.Future] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._last_fire = float("-inf")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.advertised_host = "127.0.0.1"
         self.port = 0
@@ -185,21 +177,36 @@ class SipEndpoint:
             self.transport.send(data, dest)
 
     def _arm(self) -> None:
+        """Keep one loop timer at the layer's earliest deadline, at most every TIMER_RESOLUTION.
+
+        Deadlines are coarsened: thousands of transactions a second end on Timer J/K, and one
+        wake-up per ending would cost more than the transactions themselves. A retransmission
+        late by a few milliseconds is harmless (T1 is 500 ms).
+        """
+        current = self._timer_at
+        if current is not None and current <= self._now() + self.layer.t1:
+            return      # every deadline a message can add is at least T1 away: none can be earlier
         deadline = self.layer.get_timer()
-        if deadline == self._timer_at:
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                self._timer_at = None
             return
+        if current is not None and current <= deadline + TIMER_RESOLUTION:
+            return                      # the armed wake-up comes early enough
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            loop = self._loop or asyncio.get_running_loop()
-            self._timer = loop.call_at(deadline, self._on_timer)
+        loop = self._loop or asyncio.get_running_loop()
+        at = max(deadline, self._last_fire + TIMER_RESOLUTION)
+        self._timer_at = at
+        self._timer = loop.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        events = self.layer.handle_timer(self._now())
+        now = self._last_fire = self._now()
+        events = self.layer.handle_timer(now)
         self._flush()
         for event in events:
             self._dispatch(event)

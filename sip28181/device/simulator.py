@@ -10,7 +10,8 @@ import asyncio
 import logging
 from typing import Callable
 
-from ..endpoint import SipEndpoint, new_call_id, new_tag
+from ..endpoint import SipEndpoint
+from ..sip.dialog import new_call_id, new_tag
 from ..errors import Sip28181Error, TransactionError
 from ..manscdp.charset import encode_body
 from ..sip.auth import DigestClient

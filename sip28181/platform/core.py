@@ -15,7 +15,8 @@ from ..errors import ManscdpError, NotFoundError, RemoteProtocolError
 from ..manscdp.codec import parse_envelope
 from ..sip.message import Request, Response
 from ..transport import Flow
-from ..endpoint import SipEndpoint, new_tag
+from ..endpoint import SipEndpoint
+from ..sip.dialog import new_tag
 from .bus import EventBus
 from .events import DeviceOffline, DeviceOnline, DeviceRegistered, RegistrationRefused
 from .presence import Presence
@@ -60,6 +61,7 @@ class Platform:
         self._presence_timer: asyncio.TimerHandle | None = None
         self._flush_lock = asyncio.Lock()
         self._started = False
+        self._counters: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.message_handlers: dict[str, Any] = {}   # CmdType -> callable(envelope, request, state)
         self.events.on(self._on_event)
         self._bind_gauges()
@@ -175,13 +177,24 @@ class Platform:
             log.info("device offline (%s)", event.reason, extra={"device_id": event.device_id})
         if isinstance(event, (DeviceOnline, DeviceOffline)):
             if self.metrics is not None:
-                self.metrics.presence_changes.labels("online" if isinstance(event, DeviceOnline) else "offline").inc()
+                self._count("presence_changes", "online" if isinstance(event, DeviceOnline) else "offline")
 
     def _publish(self, events: list[object]) -> None:
         for event in events:
             self.events.publish(event)
         if events:
             self._arm_presence()
+
+    def _count(self, metric: str, *labels: str) -> None:
+        """Increment a labelled counter; the labelled children are looked up once and kept."""
+        key = (metric, labels)
+        child = self._counters.get(key)
+        if child is None:
+            if len(self._counters) > 10_000:     # label values come from peers (methods): bound them
+                labels = tuple("other" for _ in labels)
+                key = (metric, labels)
+            child = self._counters[key] = getattr(self.metrics, metric).labels(*labels)
+        child.inc()
 
     def _bind_gauges(self) -> None:
         """Device gauges are counted when scraped: O(devices) per scrape, nothing per event."""
@@ -211,7 +224,7 @@ class Platform:
     # -- SIP requests -----------------------------------------------------------------------------
     def _on_request(self, request: Request, flow: Flow) -> None:
         if self.metrics is not None:
-            self.metrics.sip_messages.labels("in", request.method).inc()
+            self._count("sip_messages", "in", request.method)
         method = request.method
         if method == "REGISTER":
             self._on_register(request, flow)
@@ -235,7 +248,7 @@ class Platform:
         outcome = self.registrar.handle(request, flow, loop.time(), time.time())
         self.endpoint.respond(outcome.response)
         if self.metrics is not None:
-            self.metrics.registrations.labels(outcome.result).inc()
+            self._count("registrations", outcome.result)
         for event in outcome.events:
             if isinstance(event, DeviceRegistered) and not event.refresh:
                 log.info("registered from %s:%d over %s, expires %d", event.host, event.port, event.transport,
@@ -300,7 +313,7 @@ class Platform:
 
     def _on_parse_error(self, flow: Flow, exc: RemoteProtocolError) -> None:
         if self.metrics is not None:
-            self.metrics.sip_parse_errors.labels(flow.transport.lower()).inc()
+            self._count("sip_parse_errors", flow.transport.lower())
 
     # -- management -------------------------------------------------------------------------------
     def device(self, device_id: str) -> DeviceState:

@@ -67,7 +67,7 @@ class Registrar:
 
     def handle(self, request: Request, flow: Flow, now: float, wall: float) -> RegisterOutcome:
         s = self.settings
-        device_id = request.from_.user or ""
+        device_id = request.from_user or ""
         if not is_gb_id(device_id):
             return self._refuse(request, flow, wall, 400, "From user is not a 20-digit device ID", "bad-request", device_id)
         for key in (device_id, flow.host):

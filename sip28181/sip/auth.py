@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,18 +33,15 @@ def digest_response(username: str, realm: str, password: str, method: str, uri: 
     return md5_hex(f"{ha1}:{nonce}:{ha2}")
 
 
+_AUTH_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
+
+
 def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
     """``Digest a="b", c=d`` → ``("digest", {"a": "b", "c": "d"})``; names lower-cased."""
     scheme, _, rest = value.strip().partition(" ")
     params: dict[str, str] = {}
-    for item in split_commas(rest):
-        k, eq, v = item.partition("=")
-        if not eq:
-            continue
-        v = v.strip()
-        if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
-            v = v[1:-1]
-        params[k.strip().lower()] = v
+    for name, quoted, token in _AUTH_PARAM.findall(rest):
+        params[name.lower()] = quoted if quoted or not token else token
     return scheme.lower(), params
 
 

@@ -9,6 +9,7 @@ checked with :meth:`Dialog.receive_request` (481 for another dialog, 500 for a C
 
 from __future__ import annotations
 
+import random
 import secrets
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -31,9 +32,14 @@ def new_call_id(host: str | None = None) -> str:
     return f"{token}@{host}" if host else token
 
 
+#: Tags need uniqueness, not secrecy (RFC 3261 §19.3): a seeded PRNG gives them without a system
+#: call per response. Call-IDs and branches keep cryptographic randomness.
+_tags = random.Random(secrets.randbits(128))
+
+
 def new_tag() -> str:
     """A fresh From/To tag (64 random bits)."""
-    return secrets.token_hex(8)
+    return f"{_tags.getrandbits(64):016x}"
 
 
 def format_address(address: str | SipUri | NameAddr, tag: str | None = None) -> str:

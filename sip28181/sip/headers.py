@@ -67,30 +67,19 @@ def _canonical_name(name: str) -> str:
     return "-".join(p[:1].upper() + p[1:].lower() for p in low.split("-"))
 
 
+#: One element of a comma list: plain text, quoted strings and ``<...>`` spans (not nested).
+_LIST_ITEM = re.compile(r'(?:[^,"<]+|"(?:[^"\\]|\\.)*"?|<[^>]*>?)+')
+
+
 def split_commas(value: str) -> list[str]:
     """Split a list header at commas outside quotes and ``<...>``."""
     if "," not in value:
         return [value.strip()]
-    out, depth, quoted, start, i = [], 0, False, 0, 0
-    while i < len(value):
-        c = value[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == "<":
-            depth += 1
-        elif c == ">":
-            depth = max(0, depth - 1)
-        elif c == "," and depth == 0:
-            out.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    out.append(value[start:].strip())
-    return [v for v in out if v]
+    if '"' not in value and "<" not in value:
+        parts = value.split(",")
+    else:
+        parts = _LIST_ITEM.findall(value)
+    return [v for v in (p.strip() for p in parts) if v]
 
 
 def parse_params(text: str) -> dict[str, str | None]:
