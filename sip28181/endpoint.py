@@ -132,7 +132,7 @@ class SipEndpoint:
 
     async def request(self, request: Request, flow: Flow, timeout: float | None = None) -> Response:
         """Send ``request`` on ``flow`` through a client transaction; the final response."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         key = self.layer.send_request(request, flow, self._now(), flow.transport != "UDP")
         fut = loop.create_future()
         self._pending[key] = fut

@@ -61,6 +61,7 @@ class Platform:
         self._presence_timer: asyncio.TimerHandle | None = None
         self._flush_lock = asyncio.Lock()
         self._started = False
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._counters: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.message_handlers: dict[str, Any] = {}   # CmdType -> callable(envelope, request, state)
         self.events.on(self._on_event)
@@ -68,6 +69,8 @@ class Platform:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
+        # kept: asyncio.get_running_loop() costs a getpid() system call on every use
+        self._loop = asyncio.get_running_loop()
         if self.store is not None:
             await self.store.open()
             await self.store.set_all_offline(time.time(), "server restart")
@@ -207,7 +210,7 @@ class Platform:
         deadline = self.presence.next_deadline()
         if deadline is None or not self._started:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if self._presence_timer is not None:
             if self._presence_timer.when() <= deadline:
                 return
@@ -216,7 +219,7 @@ class Platform:
 
     def _on_presence_timer(self) -> None:
         self._presence_timer = None
-        events = self.presence.check(asyncio.get_running_loop().time(), time.time())
+        events = self.presence.check(self._loop.time(), time.time())
         for event in events:
             self.events.publish(event)
         self._arm_presence()
@@ -244,8 +247,7 @@ class Platform:
             self.endpoint.respond(resp)
 
     def _on_register(self, request: Request, flow: Flow) -> None:
-        loop = asyncio.get_running_loop()
-        outcome = self.registrar.handle(request, flow, loop.time(), time.time())
+        outcome = self.registrar.handle(request, flow, self._loop.time(), time.time())
         self.endpoint.respond(outcome.response)
         if self.metrics is not None:
             self._count("registrations", outcome.result)
@@ -273,8 +275,7 @@ class Platform:
         if state is None or not state.registered:
             self.endpoint.respond(Response.for_request(request, 404, "Device not registered", to_tag=new_tag()))
             return
-        loop = asyncio.get_running_loop()
-        now, wall = loop.time(), time.time()
+        now, wall = self._loop.time(), time.time()
         if state.flow != flow and state.flow is not None and flow.transport == state.flow.transport:
             state.flow = flow           # NAT rebinding: answer where the device is now (§4)
             self.registry.mark(state.device_id)

@@ -29,6 +29,7 @@ REASONS = {
 
 _REQUIRED = ("Call-ID", "CSeq", "From", "To", "Via")
 _LWS = (" ", "\t")
+_BAD_URI_CHARS = frozenset('<>"\t')
 _SINGLE = frozenset({"Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards"})
 #: RFC 3261 §25.1 token characters (methods may use any of them, RFC 4475 "intmeth").
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
@@ -250,6 +251,8 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
         raise RemoteProtocolError("empty message")
     msg = _parse_start_line(lines[0])
     items: list[tuple[str, str]] = []
+    if len(lines) > MAX_HEADERS + 1:
+        raise RemoteProtocolError("too many headers", 413)
     append = items.append
     for line in lines[1:]:
         if line[:1] in _LWS:
@@ -263,8 +266,6 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
         if not colon or not name or " " in name:
             raise RemoteProtocolError(f"malformed header line {line[:60]!r}")
         append((canonical_name(name), value.strip()))
-        if len(items) > MAX_HEADERS:
-            raise RemoteProtocolError("too many headers", 413)
     msg.headers = Headers(items)
     first: dict[str, str] = {}
     for k, v in items:
@@ -310,7 +311,7 @@ def _parse_start_line(line: str) -> Request | Response:
     if not method or len(method) > 64 or not _TOKEN.issuperset(method):
         raise RemoteProtocolError(f"bad method {method[:32]!r}")
     scheme, colon, rest = uri.partition(":")
-    if not colon or not scheme or any(c in uri for c in '<>"\t'):
+    if not colon or not scheme or not _BAD_URI_CHARS.isdisjoint(uri):
         raise RemoteProtocolError(f"bad Request-URI {uri[:80]!r}")
     if scheme.lower() in ("sip", "sips") and "?" in rest.rpartition("@")[2]:
         raise RemoteProtocolError("headers are not allowed in a Request-URI")   # RFC 3261 §19.1.5

@@ -309,7 +309,7 @@ def _client_key(response: Response) -> str | None:
 # ------------------------------------------------------------------------------------------------
 class _Transaction:
     __slots__ = ("key", "table", "state", "request", "request_bytes", "peer", "reliable",
-                 "last_response", "response_bytes", "ack_bytes", "timers", "interval", "to_tags",
+                 "response_bytes", "ack_bytes", "timers", "interval", "to_tags",
                  "ack_index")
 
     def __init__(self, key: str, table: Table, request: Request, peer: Hashable, reliable: bool) -> None:
@@ -320,7 +320,6 @@ class _Transaction:
         self.request_bytes = b""
         self.peer = peer
         self.reliable = reliable
-        self.last_response: Response | None = None
         self.response_bytes = b""
         self.ack_bytes = b""
         self.timers: dict[str, list] = {}
@@ -648,8 +647,7 @@ class TransactionLayer:
         if what == "TU response":
             assert isinstance(msg, Response)
             data = msg.encode()
-            tx.response_bytes = data
-            tx.last_response = msg
+            tx.response_bytes = data        # all a retransmission needs: no Response object kept
             if tx.table is NON_INVITE_SERVER and msg.status >= 200:
                 tx.request = None           # keep only what a retransmission needs
             elif tx.table is INVITE_SERVER and 200 <= msg.status < 300 and tx.request is not None:
