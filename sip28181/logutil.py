@@ -20,6 +20,9 @@ class ContextFilter(logging.Filter):
 
 
 def setup_logging(level: str = "INFO", stream=None) -> None:
+    # records need no process ID (a getpid() system call per record): one process logs here
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(ContextFilter())
     handler.setFormatter(logging.Formatter(FORMAT))
