@@ -49,6 +49,9 @@ class SipEndpoint:
         self.on_ack: Callable[[Request, Flow], None] | None = None
         self._dispatching = False
         self._current: tuple[Request, str] | None = None
+        #: Consulted before the transaction layer: returns True when it answered the request
+        #: statelessly (:meth:`respond_stateless`), as a registrar does with digest challenges.
+        self.stateless: Callable[[Request, Flow], bool] | None = None
 
     async def start(self, host: str = "0.0.0.0", port: int = 5060, *, advertised_host: str | None = None,
                     udp: bool = True, tcp: bool = True) -> int:
@@ -71,6 +74,8 @@ class SipEndpoint:
 
     # -- incoming -------------------------------------------------------------------------------
     def _on_message(self, message: Request | Response, flow: Flow) -> None:
+        if self.stateless is not None and isinstance(message, Request) and self.stateless(message, flow):
+            return
         now = self._now()
         events = self.layer.receive(message, flow, now, flow.transport != "UDP")
         self._dispatching = True      # answers given during dispatch are flushed once, below
@@ -129,6 +134,13 @@ class SipEndpoint:
         if not self._dispatching:
             self._flush()
             self._arm()
+
+    def respond_stateless(self, response: Response, flow: Flow) -> None:
+        """Answer outside any transaction (RFC 3261 §8.2.7): a retransmitted request is simply
+        answered again. Only for answers that change no state, such as a digest challenge."""
+        if not any(k == "Server" or k == "User-Agent" for k, _ in response.headers):
+            response.headers.add("Server", self.user_agent)
+        self.transport.send(response.encode(), flow)
 
     async def request(self, request: Request, flow: Flow, timeout: float | None = None) -> Response:
         """Send ``request`` on ``flow`` through a client transaction; the final response."""

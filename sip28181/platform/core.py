@@ -64,6 +64,7 @@ class Platform:
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._counters: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.message_handlers: dict[str, Any] = {}   # CmdType -> callable(envelope, request, state)
+        self.endpoint.stateless = self._stateless
         self.events.on(self._on_event)
         self._bind_gauges()
 
@@ -190,6 +191,8 @@ class Platform:
 
     def _count(self, metric: str, *labels: str) -> None:
         """Increment a labelled counter; the labelled children are looked up once and kept."""
+        if self.metrics is None:
+            return
         key = (metric, labels)
         child = self._counters.get(key)
         if child is None:
@@ -246,9 +249,22 @@ class Platform:
             resp.headers.add("Allow", ALLOW)
             self.endpoint.respond(resp)
 
-    def _on_register(self, request: Request, flow: Flow) -> None:
+    def _stateless(self, request: Request, flow: Flow) -> bool:
+        """A REGISTER without credentials is challenged (or refused) without a transaction: it
+        changes nothing, and a retransmission just gets a fresh challenge. Half of every
+        registration's messages skip the transaction table this way."""
+        if request.method != "REGISTER" or "Authorization" in request.headers:
+            return False
+        self._count("sip_messages", "in", "REGISTER")
+        self._on_register(request, flow, stateless=True)
+        return True
+
+    def _on_register(self, request: Request, flow: Flow, stateless: bool = False) -> None:
         outcome = self.registrar.handle(request, flow, self._loop.time(), time.time())
-        self.endpoint.respond(outcome.response)
+        if stateless:
+            self.endpoint.respond_stateless(outcome.response, flow)
+        else:
+            self.endpoint.respond(outcome.response)
         if self.metrics is not None:
             self._count("registrations", outcome.result)
         for event in outcome.events:

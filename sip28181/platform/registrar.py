@@ -108,8 +108,9 @@ class Registrar:
                   wall: float) -> RegisterOutcome:
         state = self.registry.get_or_create(device_id, wall)
         refresh = state.registered and state.status == "online"
-        contacts = request.contacts
-        contact = str(contacts[0]) if contacts and not contacts[0].wildcard else None
+        # kept as sent, for display: requests to the device follow the observed flow, not this
+        contacts = request.headers.get_all("Contact")
+        contact = contacts[0] if contacts and contacts[0] != "*" else None
         changed = (state.flow != flow or state.contact != contact or state.expires != expires
                    or not state.registered)
         state.registered = True

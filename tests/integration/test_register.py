@@ -257,3 +257,23 @@ async def test_message_from_nat_rebinding_updates_address(server):
         await other.endpoint.close()
     finally:
         await device.stop()
+
+
+UNAUTHENTICATED = (b"REGISTER sip:34020000002000000001@3402000000 SIP/2.0\r\n"
+                   b"Via: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bK-retrans-1\r\n"
+                   b"From: <sip:34020000001320000001@3402000000>;tag=1\r\n"
+                   b"To: <sip:34020000001320000001@3402000000>\r\n"
+                   b"Call-ID: retrans-1\r\nCSeq: 1 REGISTER\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n")
+
+
+async def test_challenges_are_stateless_and_answer_retransmissions(server):
+    loop = asyncio.get_running_loop()
+    before = len(server.platform.endpoint.layer)
+    first = await loop.run_in_executor(None, _raw_udp, server.sip_port, UNAUTHENTICATED)
+    again = await loop.run_in_executor(None, _raw_udp, server.sip_port, UNAUTHENTICATED)
+    for reply in (first, again):
+        assert reply.startswith(b"SIP/2.0 401 ") and b"WWW-Authenticate: Digest" in reply
+        assert b"rport=" in reply and b"received=127.0.0.1" in reply or b"Via: SIP/2.0/UDP" in reply
+    nonce = lambda r: r.split(b'nonce="')[1].split(b'"')[0]   # noqa: E731
+    assert nonce(first) != nonce(again)                          # each answer is a fresh challenge
+    assert len(server.platform.endpoint.layer) == before         # and no transaction was kept
