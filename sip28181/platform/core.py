@@ -250,14 +250,26 @@ class Platform:
             self.endpoint.respond(resp)
 
     def _stateless(self, request: Request, flow: Flow) -> bool:
-        """A REGISTER without credentials is challenged (or refused) without a transaction: it
-        changes nothing, and a retransmission just gets a fresh challenge. Half of every
-        registration's messages skip the transaction table this way."""
-        if request.method != "REGISTER" or "Authorization" in request.headers:
-            return False
-        self._count("sip_messages", "in", "REGISTER")
-        self._on_register(request, flow, stateless=True)
-        return True
+        """Requests answered without a transaction (RFC 3261 §8.2.7: idempotent ones only).
+
+        A REGISTER without credentials is challenged (or refused): it changes nothing, and a
+        retransmission just gets a fresh challenge. A keepalive only refreshes a timestamp, so a
+        retransmitted one is simply answered again. These are most of a platform's traffic;
+        everything else (alarms, answers to queries) goes through transactions, which absorb
+        retransmissions so nothing is processed twice."""
+        method = request.method
+        if method == "REGISTER":
+            if "Authorization" in request.headers:
+                return False
+            self._count("sip_messages", "in", "REGISTER")
+            self._on_register(request, flow, stateless=True)
+            return True
+        if method == "MESSAGE" and b"Keepalive" in request.body:
+            handled = self._on_message(request, flow, stateless=True)
+            if handled:
+                self._count("sip_messages", "in", "MESSAGE")
+            return handled
+        return False
 
     def _on_register(self, request: Request, flow: Flow, stateless: bool = False) -> None:
         outcome = self.registrar.handle(request, flow, self._loop.time(), time.time())
@@ -276,36 +288,40 @@ class Platform:
                          extra={"device_id": event.device_id, "call_id": request.call_id})
         self._publish(outcome.events)
 
-    def _on_message(self, request: Request, flow: Flow) -> None:
-        sender = request.from_user or ""
+    def _on_message(self, request: Request, flow: Flow, stateless: bool = False) -> bool:
+        """A MANSCDP MESSAGE. With ``stateless`` only a keepalive is handled (True returned);
+        anything else is left for the transaction path (False)."""
+        respond = (lambda r: self.endpoint.respond_stateless(r, flow)) if stateless else self.endpoint.respond
         if request.content_type != MANSCDP_TYPE:
-            self.endpoint.respond(Response.for_request(request, 415, "Expected Application/MANSCDP+xml",
-                                                       to_tag=new_tag()))
-            return
+            respond(Response.for_request(request, 415, "Expected Application/MANSCDP+xml", to_tag=new_tag()))
+            return True
         try:
             envelope = parse_envelope(request.body)
         except ManscdpError as exc:
-            self.endpoint.respond(Response.for_request(request, exc.status_hint, exc.reason, to_tag=new_tag()))
-            return
-        state = self.registry.get(sender) or self.registry.get(envelope.device_id)
+            respond(Response.for_request(request, exc.status_hint, exc.reason, to_tag=new_tag()))
+            return True
+        keepalive = envelope.cmd_type == "Keepalive" and envelope.kind == "Notify"
+        if stateless and not keepalive:
+            return False
+        state = self.registry.get(request.from_user or "") or self.registry.get(envelope.device_id)
         if state is None or not state.registered:
-            self.endpoint.respond(Response.for_request(request, 404, "Device not registered", to_tag=new_tag()))
-            return
+            respond(Response.for_request(request, 404, "Device not registered", to_tag=new_tag()))
+            return True
         now, wall = self._loop.time(), time.time()
         if state.flow != flow and state.flow is not None and flow.transport == state.flow.transport:
             state.flow = flow           # NAT rebinding: answer where the device is now (§4)
             self.registry.mark(state.device_id)
         self.presence.heard(state, now)
-        if envelope.cmd_type == "Keepalive" and envelope.kind == "Notify":
+        if keepalive:
             state.last_keepalive_at = wall
             if self.metrics is not None:
                 self.metrics.keepalives.inc()
-            self.endpoint.respond(Response.for_request(request, 200, to_tag=new_tag()))
+            respond(Response.for_request(request, 200, to_tag=new_tag()))
             if state.status != "online":
                 self._publish(self.presence.went_online(state, now, wall, "keepalive"))
-            return
+            return True
         handler = self.message_handlers.get(envelope.cmd_type)
-        self.endpoint.respond(Response.for_request(request, 200, to_tag=new_tag()))
+        respond(Response.for_request(request, 200, to_tag=new_tag()))
         if handler is not None:
             try:
                 handler(envelope, request, state)
@@ -315,6 +331,7 @@ class Platform:
         else:
             log.debug("unhandled MANSCDP %s %s", envelope.kind, envelope.cmd_type,
                       extra={"device_id": state.device_id, "call_id": request.call_id})
+        return True
 
     def _on_connection_lost(self, flow: Flow) -> None:
         """2022 §9.1.1 f: a TCP device whose connection drops is offline."""

@@ -277,3 +277,20 @@ async def test_challenges_are_stateless_and_answer_retransmissions(server):
     nonce = lambda r: r.split(b'nonce="')[1].split(b'"')[0]   # noqa: E731
     assert nonce(first) != nonce(again)                          # each answer is a fresh challenge
     assert len(server.platform.endpoint.layer) == before         # and no transaction was kept
+
+
+async def test_keepalives_are_stateless_other_messages_keep_transactions(server):
+    device = simulator(server)
+    await device.start(keepalive=False)
+    try:
+        layer = server.platform.endpoint.layer
+        before = len(layer)
+        assert (await device.keepalive()).status == 200
+        assert len(layer) == before                      # answered without a transaction
+        # a non-keepalive MESSAGE goes through a transaction: its retransmission is absorbed
+        body = (f"<Notify><CmdType>Alarm</CmdType><SN>9</SN><DeviceID>{DEVICE}</DeviceID>"
+                "<AlarmPriority>1</AlarmPriority></Notify>")
+        assert (await device.send_manscdp(body)).status == 200
+        assert len(layer) == before + 1
+    finally:
+        await device.stop()
