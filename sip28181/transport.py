@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import socket
 from dataclasses import dataclass
 from typing import Callable
@@ -223,6 +224,8 @@ class SipTransport:
 
     # -- callbacks ------------------------------------------------------------------------------
     def _deliver(self, message: Request | Response, flow: Flow) -> None:
+        if isinstance(message, Request):
+            stamp_via(message, flow.host, flow.port)
         try:
             self.on_message(message, flow)
         except RemoteProtocolError as exc:
@@ -269,6 +272,27 @@ class SipTransport:
             await self._tcp_server.wait_closed()
         if self._udp is not None and self._udp.transport is not None:
             self._udp.transport.close()
+
+
+_RPORT = re.compile(r";\s*rport(?=\s*(?:;|$))", re.I)
+
+
+def stamp_via(request: Request, host: str, port: int) -> None:
+    """Record where the request really came from in its top Via (RFC 3261 §18.2.1, RFC 3581):
+    ``received`` always, and the source port in an empty ``rport``. Responses copy the Via, so
+    a device behind NAT sees the address the platform sees, and the answer goes back there."""
+    items = request.headers._items
+    for i, (name, value) in enumerate(items):
+        if name != "Via":
+            continue
+        first, comma, rest = value.partition(",")
+        if '"' in first or "<" in first:
+            return                      # a quoted parameter: leave such a Via as it was sent
+        stamped = _RPORT.sub(f";rport={port}", first, count=1)
+        if ";received=" not in stamped.lower():
+            stamped = f"{stamped.rstrip()};received={host}"
+        items[i] = (name, stamped + comma + rest)
+        return
 
 
 def error_reply(data: bytes, exc: RemoteProtocolError) -> Response | None:

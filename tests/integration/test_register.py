@@ -273,7 +273,7 @@ async def test_challenges_are_stateless_and_answer_retransmissions(server):
     again = await loop.run_in_executor(None, _raw_udp, server.sip_port, UNAUTHENTICATED)
     for reply in (first, again):
         assert reply.startswith(b"SIP/2.0 401 ") and b"WWW-Authenticate: Digest" in reply
-        assert b"rport=" in reply and b"received=127.0.0.1" in reply or b"Via: SIP/2.0/UDP" in reply
+        assert b";rport=" in reply and b";received=127.0.0.1" in reply
     nonce = lambda r: r.split(b'nonce="')[1].split(b'"')[0]   # noqa: E731
     assert nonce(first) != nonce(again)                          # each answer is a fresh challenge
     assert len(server.platform.endpoint.layer) == before         # and no transaction was kept
