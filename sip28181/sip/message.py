@@ -3,12 +3,17 @@
 Sans-IO: nothing here knows where bytes come from. Every malformed input raises
 :class:`~sip28181.errors.RemoteProtocolError` (status hint 400, with a reason fit for the reply);
 no other exception escapes :func:`parse_message`.
+
+:func:`parse_message` is the compiled parser ``sip28181.sip._sipmsg`` (``cext/_sipmsg.pyx``) when it
+is built and ``SIP28181_NO_EXTENSIONS`` is not set; :func:`parse_message_py` is the readable
+reference it must agree with (same objects, same errors).
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
+from .. import _impl
 from ..errors import RemoteProtocolError
 from .headers import CSeq, LIST_HEADERS, NameAddr, Via, canonical_name, split_commas
 
@@ -316,3 +321,13 @@ def _parse_start_line(line: str) -> Request | Response:
     if scheme.lower() in ("sip", "sips") and "?" in rest.rpartition("@")[2]:
         raise RemoteProtocolError("headers are not allowed in a Request-URI")   # RFC 3261 §19.1.5
     return Request(method.upper(), uri)
+
+
+#: The pure-Python parser: the reference the compiled one is tested against.
+parse_message_py = parse_message
+
+_compiled = _impl.load("sip28181.sip._sipmsg")      # imports this module back: keep these lines last
+#: True when :func:`parse_message` is the compiled parser.
+PARSER_COMPILED: bool = _compiled is not None
+if _compiled is not None:
+    parse_message = _compiled.parse_message     # noqa: F811
