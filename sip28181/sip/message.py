@@ -35,6 +35,7 @@ REASONS = {
 _REQUIRED = ("Call-ID", "CSeq", "From", "To", "Via")
 _LWS = (" ", "\t")
 _BAD_URI_CHARS = frozenset('<>"\t')
+_COPIED = frozenset({"Via", "From", "Call-ID", "CSeq"})      # into a response, with To (§8.2.6.2)
 _SINGLE = frozenset({"Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards"})
 #: RFC 3261 §25.1 token characters (methods may use any of them, RFC 4475 "intmeth").
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
@@ -170,10 +171,11 @@ class Message:
 
     def encode(self) -> bytes:
         """Serialise; Content-Length is always written to match the body."""
+        body = self.body
         lines = [self._start_line()]
-        lines += [f"{k}: {v}" for k, v in self.headers if k != "Content-Length"]
-        lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+        lines += [f"{k}: {v}" for k, v in self.headers._items if k != "Content-Length"]
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        return "\r\n".join(lines).encode() + body
 
     __bytes__ = encode
 
@@ -215,13 +217,17 @@ class Response(Message):
                     to_tag: str | None = None) -> "Response":
         """A response copying Via, From, To (with ``to_tag`` added if it has none), Call-ID, CSeq."""
         items: list[tuple[str, str]] = []
-        for k, v in request.headers:
-            if k in ("Via", "From", "Call-ID", "CSeq"):
-                items.append((k, v))
+        append = items.append
+        tag = to_tag if status != 100 else None
+        for item in request.headers._items:     # the (name, value) tuples are shared, not rebuilt
+            k = item[0]
+            if k in _COPIED:
+                append(item)
             elif k == "To":
-                if to_tag and status != 100 and ";tag=" not in v.replace(" ", "").lower():
-                    v = f"{v};tag={to_tag}"
-                items.append((k, v))
+                v = item[1]
+                if tag and ";tag=" not in v.replace(" ", "").lower():
+                    item = (k, f"{v};tag={tag}")
+                append(item)
         return cls(status, reason, Headers(items))
 
 
