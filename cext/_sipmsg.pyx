@@ -128,7 +128,7 @@ cdef object _start_line_slow(str line):
         if len(parts) < 2 or parts[0] != _SIP_VERSION:
             raise RemoteProtocolError("unsupported SIP version", 505)
         code = parts[1]
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not (code.isascii() and code.isdigit()) or not 100 <= int(code) <= 699:
             raise RemoteProtocolError(f"bad status code {code[:10]!r}")
         return _Response(int(code), parts[2] if len(parts) > 2 else "")
     parts = line.split(" ")
@@ -167,7 +167,7 @@ cdef object _header_line_slow(list items, str line):
 
 cdef Py_ssize_t _content_length_slow(str length) except -1:
     length = length.strip()
-    if not length.isdigit() or len(length) > 6:
+    if not (length.isascii() and length.isdigit()) or len(length) > 6:
         raise RemoteProtocolError(f"bad Content-Length {length[:20]!r}")
     return int(length)
 

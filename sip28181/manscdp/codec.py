@@ -147,7 +147,7 @@ def _envelope(kind: str, fields: dict[str, str], *, root: etree._Element | None 
     sn_text = fields.get("sn")
     sn: int | None = None
     if sn_text:
-        if not sn_text.isdigit() or len(sn_text) > 18:
+        if not (sn_text.isascii() and sn_text.isdigit()) or len(sn_text) > 18:
             raise ManscdpError(f"bad SN {sn_text[:20]!r}")
         sn = int(sn_text)
     return Envelope(kind, cmd, sn, fields.get("deviceid", ""), root, data=data, fields=keep_fields)

@@ -159,7 +159,7 @@ class Registrar:
         for contact in request.contacts:
             param = contact.params.get("expires")
             if param is not None:
-                if not param.isdigit():
+                if not (param.isascii() and param.isdigit()):
                     raise RemoteProtocolError(f"bad Contact expires {param[:20]!r}")
                 return int(param)
         return self.settings.expires_default

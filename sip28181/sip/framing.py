@@ -69,7 +69,7 @@ def _content_length(head: bytes) -> int:
         name, colon, value = line.partition(b":")
         if colon and name.strip().lower() in (b"content-length", b"l"):
             value = value.strip()
-            if not value.isdigit() or len(value) > 6:
+            if not (value.isascii() and value.isdigit()) or len(value) > 6:
                 raise RemoteProtocolError("bad Content-Length")
             return int(value)
     return 0   # a stream message without Content-Length has no body

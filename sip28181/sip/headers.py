@@ -236,7 +236,7 @@ class CSeq:
     @classmethod
     def parse(cls, value: str) -> "CSeq":
         parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()) or len(parts[0]) > 10:
             raise RemoteProtocolError(f"malformed CSeq {value[:40]!r}")
         number = int(parts[0])
         if number >= 2**31:

@@ -162,7 +162,7 @@ class Message:
         if value is None:
             return None
         value = value.strip()
-        if not value.isdigit() or len(value) > 10:
+        if not (value.isascii() and value.isdigit()) or len(value) > 10:
             raise RemoteProtocolError(f"bad Expires {value[:20]!r}")
         return int(value)
 
@@ -294,7 +294,7 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     length = first.get("Content-Length")
     if length is not None:
         length = length.strip()
-        if not length.isdigit() or len(length) > 6:
+        if not (length.isascii() and length.isdigit()) or len(length) > 6:
             raise RemoteProtocolError(f"bad Content-Length {length[:20]!r}")
         n = int(length)
         if n > len(body):
@@ -310,7 +310,7 @@ def _parse_start_line(line: str) -> Request | Response:
         if len(parts) < 2 or parts[0] != SIP_VERSION:
             raise RemoteProtocolError("unsupported SIP version", 505)
         code = parts[1]
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not (code.isascii() and code.isdigit()) or not 100 <= int(code) <= 699:
             raise RemoteProtocolError(f"bad status code {code[:10]!r}")
         return Response(int(code), parts[2] if len(parts) > 2 else "")
     parts = line.split(" ")      # exactly one SP between the elements (RFC 3261 §7.1)

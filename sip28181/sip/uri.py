@@ -85,7 +85,7 @@ def split_hostport(hostport: str) -> tuple[str, int | None]:
             port_s = None
     port = None
     if port_s is not None:
-        if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        if not (port_s.isascii() and port_s.isdigit()) or not 0 < int(port_s) < 65536:
             raise RemoteProtocolError(f"bad port in {hostport[:60]!r}")
         port = int(port_s)
     if not host or any(c in host for c in " \t<>\"") :

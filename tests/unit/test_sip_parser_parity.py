@@ -54,6 +54,7 @@ def outcome(parse, data):
 
 def assert_same(data) -> None:
     expected = outcome(message.parse_message_py, data)
+    assert expected[0] != "exception", f"only RemoteProtocolError may escape the parser: {expected}"
     assert outcome(compiled.parse_message, data) == expected, data
 
 
