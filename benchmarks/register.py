@@ -516,7 +516,8 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of each rate run (default 4)")
     p.add_argument("--devices", type=int, default=100_000, help="devices for the memory phase")
-    p.add_argument("--concurrency", type=int, default=32, help="calls in flight in closed-loop runs")
+    p.add_argument("--concurrency", type=int, default=256,
+                   help="calls in flight in closed-loop runs (enough to keep one server core busy)")
     p.add_argument("--fill-limit", type=float, default=150,
                    help="stop registering the memory-phase devices after this many seconds (0: no limit)")
     p.add_argument("--log-level", default="INFO", help="server log level (default INFO, as shipped)")
