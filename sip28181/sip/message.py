@@ -15,7 +15,7 @@ from typing import Iterator
 
 from .. import _impl
 from ..errors import RemoteProtocolError
-from .headers import CSeq, LIST_HEADERS, NameAddr, Via, canonical_name, split_commas
+from .headers import _NAME_CACHE, CSeq, LIST_HEADERS, NameAddr, Via, canonical_name, split_commas
 
 MAX_MESSAGE_SIZE = 65_535      # the largest UDP datagram; a TCP message is held to the same bound
 MAX_HEADERS = 128
@@ -50,7 +50,7 @@ class Headers:
         self._items: list[tuple[str, str]] = items if items is not None else []
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        name = canonical_name(name)
+        name = _NAME_CACHE.get(name) or canonical_name(name)   # the memo, without a call
         for k, v in self._items:
             if k == name:
                 return v
