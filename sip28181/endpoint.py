@@ -31,7 +31,7 @@ class SipEndpoint:
     def __init__(self, on_request: RequestHandler, *, user_agent: str = "sip28181",
                  on_connection_lost: Callable[[Flow], None] | None = None,
                  on_parse_error: Callable[[Flow, RemoteProtocolError], None] | None = None,
-                 max_transactions: int = 200_000) -> None:
+                 max_transactions: int = 500_000) -> None:
         self.on_request = on_request
         self.user_agent = user_agent
         self.on_parse_error = on_parse_error
