@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ManscdpError, NotFoundError, RemoteProtocolError
 from ..manscdp.codec import parse_envelope
 from ..sip.message import Request, Response
+from ..store.base import DeviceRecord, PresenceEvent
 from ..transport import Flow
 from ..endpoint import SipEndpoint
 from ..sip.dialog import new_tag
@@ -139,7 +140,6 @@ class Platform:
             self.registry.take_dirty()
             self._presence_events.clear()
             return
-        from ..store.base import DeviceRecord, PresenceEvent
 
         async with self._flush_lock:
             dirty = self.registry.take_dirty()
@@ -155,12 +155,9 @@ class Platform:
                     self.registry.mark(s.device_id)
                 self._presence_events[:0] = events
                 raise
-        _ = DeviceRecord
 
     @staticmethod
-    def _record(s: DeviceState):
-        from ..store.base import DeviceRecord
-
+    def _record(s: DeviceState) -> DeviceRecord:
         return DeviceRecord(
             device_id=s.device_id, name=s.name, status=s.status, transport=s.transport,
             remote_host=s.flow.host if s.flow else None, remote_port=s.flow.port if s.flow else None,
@@ -367,7 +364,8 @@ class Platform:
         if state.status == "online":
             self.events.publish(DeviceOffline(device_id, time.time(), "deleted"))
         if self.store is not None:
-            await self.store.delete_device(device_id)
+            async with self._flush_lock:    # a flush in progress must not write it back afterwards
+                await self.store.delete_device(device_id)
 
 
 def _version() -> str:
