@@ -21,6 +21,8 @@ from ..store import create_store
 
 log = logging.getLogger("sip28181.server")
 
+DEFAULT_DEVICE_PASSWORD = "12345678"
+
 
 def ensure_api_token(config: Config) -> str:
     """The configured token, or one generated once and kept (mode 0600) in the data directory."""
@@ -55,6 +57,9 @@ class Server:
         cfg = self.config
         Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
         self.api_token = ensure_api_token(cfg)
+        if cfg.password == DEFAULT_DEVICE_PASSWORD:
+            log.warning("devices are accepted with the well-known default password %r: set --password "
+                        "(or per-device passwords in the configuration file)", DEFAULT_DEVICE_PASSWORD)
         metrics = Metrics()
         store = create_store(cfg)
         self.platform = Platform(cfg, store, metrics)
