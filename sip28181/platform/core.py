@@ -64,6 +64,7 @@ class Platform:
         self._started = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._counters: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._counts: dict[tuple[str, tuple[str, ...]], int] = {}
         self.message_handlers: dict[str, Any] = {}   # CmdType -> callable(envelope, request, state)
         self.endpoint.stateless = self._stateless
         self.events.on(self._on_event)
@@ -187,21 +188,35 @@ class Platform:
             self._arm_presence()
 
     def _count(self, metric: str, *labels: str) -> None:
-        """Increment a labelled counter; the labelled children are looked up once and kept."""
+        """Count in a plain dictionary; :meth:`_fold_counts` moves the counts into Prometheus
+        counters when metrics are scraped (an increment there takes a lock: microseconds)."""
         if self.metrics is None:
             return
         key = (metric, labels)
-        child = self._counters.get(key)
-        if child is None:
-            if len(self._counters) > 10_000:     # label values come from peers (methods): bound them
-                labels = tuple("other" for _ in labels)
-                key = (metric, labels)
-            child = self._counters[key] = getattr(self.metrics, metric).labels(*labels)
-        child.inc()
+        counts = self._counts
+        if key in counts:
+            counts[key] += 1
+        elif len(counts) < 10_000:                  # label values come from peers: bound them
+            counts[key] = 1
+
+    def _fold_counts(self) -> None:
+        counts, self._counts = self._counts, {}
+        if self.metrics is None:
+            return
+        for key, n in counts.items():
+            child = self._counters.get(key)
+            if child is None:
+                metric, labels = key
+                if len(self._counters) > 10_000:    # bounded like the counts
+                    labels = tuple("other" for _ in labels)
+                family = getattr(self.metrics, metric)
+                child = self._counters[key] = family.labels(*labels) if labels else family
+            child.inc(n)
 
     def _bind_gauges(self) -> None:
         """Device gauges are counted when scraped: O(devices) per scrape, nothing per event."""
         if self.metrics is not None:
+            self.metrics.before_collect.append(self._fold_counts)
             self.metrics.devices_online.set_function(self.registry.online_count)
             self.metrics.devices_registered.set_function(
                 lambda: sum(1 for s in self.registry if s.registered))
@@ -311,8 +326,7 @@ class Platform:
         self.presence.heard(state, now)
         if keepalive:
             state.last_keepalive_at = wall
-            if self.metrics is not None:
-                self.metrics.keepalives.inc()
+            self._count("keepalives")
             respond(Response.for_request(request, 200, to_tag=new_tag()))
             if state.status != "online":
                 self._publish(self.presence.went_online(state, now, wall, "keepalive"))

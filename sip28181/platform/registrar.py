@@ -23,10 +23,19 @@ from .registry import Registry
 log = logging.getLogger("sip28181.registrar")
 
 
+_date_second: list = [None, ""]      # (whole second, formatted up to the seconds): one per second
+
+
 def gb_date(wall: float) -> str:
     """The GB time-sync Date format ``yyyy-MM-ddTHH:mm:ss.SSS`` in local time (PROTOCOL §3.4)."""
-    t = _dt.datetime.fromtimestamp(wall)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+    second = int(wall)
+    micro = round((wall - second) * 1_000_000)      # rounded as datetime.fromtimestamp() does
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    if _date_second[0] != second:
+        _date_second[1] = _dt.datetime.fromtimestamp(second).strftime("%Y-%m-%dT%H:%M:%S.")
+        _date_second[0] = second
+    return f"{_date_second[1]}{micro // 1000:03d}"
 
 
 @dataclass(slots=True)

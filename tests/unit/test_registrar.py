@@ -149,3 +149,14 @@ def test_presence_keepalive_timeout_and_expiry():
     events = presence.check(361.0, 0)
     assert [e.reason for e in events] == ["registration expired"]
     assert state.registered is False
+
+
+def test_gb_date_matches_datetime_formatting():
+    import datetime as dt
+    import random
+
+    rng = random.Random(7)
+    stamps = [rng.uniform(1.6e9, 1.9e9) for _ in range(2000)] + [1_700_000_000 + i * 0.0004999 for i in range(4000)]
+    for wall in stamps:
+        t = dt.datetime.fromtimestamp(wall)
+        assert gb_date(wall) == t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
