@@ -13,10 +13,9 @@ from typing import Callable, Iterable
 
 from .errors import RemoteProtocolError, TransactionError
 from .sip.events import AckReceived, RequestReceived, ResponseReceived, TransactionTimedOut
-from .sip.dialog import new_call_id, new_tag
-from .sip.headers import Via
-from .sip.message import Headers, Request, Response
-from .sip.transaction import TransactionLayer, new_branch
+from .sip.dialog import build_request, new_call_id
+from .sip.message import Request, Response
+from .sip.transaction import TransactionLayer
 from .transport import Flow, SipTransport
 
 log = logging.getLogger("sip28181.sip")
@@ -121,8 +120,7 @@ class SipEndpoint:
     # -- outgoing -------------------------------------------------------------------------------
     def respond(self, response: Response) -> None:
         """Answer a request received through ``on_request`` (matched by Via branch)."""
-        if not any(k == "Server" or k == "User-Agent" for k, _ in response.headers):
-            response.headers.add("Server", self.user_agent)
+        self._add_server(response)
         key = None
         current = self._current
         if current is not None:
@@ -135,11 +133,14 @@ class SipEndpoint:
             self._flush()
             self._arm()
 
+    def _add_server(self, response: Response) -> None:
+        if not any(k == "Server" or k == "User-Agent" for k, _ in response.headers):
+            response.headers.add("Server", self.user_agent)
+
     def respond_stateless(self, response: Response, flow: Flow) -> None:
         """Answer outside any transaction (RFC 3261 §8.2.7): a retransmitted request is simply
         answered again. Only for answers that change no state, such as a digest challenge."""
-        if not any(k == "Server" or k == "User-Agent" for k, _ in response.headers):
-            response.headers.add("Server", self.user_agent)
+        self._add_server(response)
         self.transport.send(response.encode(), flow)
 
     async def request(self, request: Request, flow: Flow, timeout: float | None = None) -> Response:
@@ -160,24 +161,15 @@ class SipEndpoint:
             self._pending.pop(key, None)
 
     def build_request(self, method: str, uri: str, *, from_uri: str, to_uri: str, flow: Flow,
-                      call_id: str | None = None, from_tag: str | None = None, to_tag: str | None = None,
-                      cseq: int = 1, body: bytes = b"", content_type: str | None = None,
+                      call_id: str | None = None, from_tag: str | None = None, cseq: int = 1,
+                      body: bytes = b"", content_type: str | None = None,
                       extra: Iterable[tuple[str, object]] = ()) -> Request:
-        """An out-of-dialog request with our Via (``rport`` asked for) on ``flow``'s transport."""
-        via = Via(flow.transport, self.advertised_host, self.port, {"rport": None, "branch": new_branch()})
-        h = Headers()
-        h.add("Via", via)
-        h.add("From", f"<{from_uri}>;tag={from_tag or new_tag()}")
-        h.add("To", f"<{to_uri}>" + (f";tag={to_tag}" if to_tag else ""))
-        h.add("Call-ID", call_id or new_call_id(self.advertised_host))
-        h.add("CSeq", f"{cseq} {method}")
-        h.add("Max-Forwards", 70)
-        h.add("User-Agent", self.user_agent)
-        for name, value in extra:
-            h.add(name, value)
-        if content_type:
-            h.add("Content-Type", content_type)
-        return Request(method, uri, h, body)
+        """An out-of-dialog request from this endpoint: :func:`~sip28181.sip.dialog.build_request`
+        with our advertised address in the Via, on ``flow``'s transport, and our User-Agent."""
+        return build_request(method, uri, from_uri, to_uri, flow.transport, self.advertised_host, self.port,
+                             cseq, call_id=call_id or new_call_id(self.advertised_host), from_tag=from_tag,
+                             body=body, content_type=content_type,
+                             extra_headers=[("User-Agent", self.user_agent), *extra])
 
     # -- timers ---------------------------------------------------------------------------------
     def _now(self) -> float:
