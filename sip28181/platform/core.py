@@ -11,6 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from ..errors import ManscdpError, NotFoundError, RemoteProtocolError
 from ..manscdp.codec import parse_envelope
 from ..sip.message import Request, Response
@@ -54,7 +55,7 @@ class Platform:
             qop=config.auth_qop, date_header=config.date_header, max_failures=config.auth_max_failures,
             failure_window=config.auth_failure_window, block_seconds=config.auth_block_seconds,
         ), self.registry, self.presence, new_tag)
-        self.endpoint = SipEndpoint(self._on_request, user_agent=f"sip28181/{_version()}",
+        self.endpoint = SipEndpoint(self._on_request, user_agent=f"sip28181/{__version__}",
                                     on_connection_lost=self._on_connection_lost,
                                     on_parse_error=self._on_parse_error)
         self._presence_events: list[Any] = []
@@ -178,8 +179,7 @@ class Platform:
             self._presence_events.append((event, "offline"))
             log.info("device offline (%s)", event.reason, extra={"device_id": event.device_id})
         if isinstance(event, (DeviceOnline, DeviceOffline)):
-            if self.metrics is not None:
-                self._count("presence_changes", "online" if isinstance(event, DeviceOnline) else "offline")
+            self._count("presence_changes", "online" if isinstance(event, DeviceOnline) else "offline")
 
     def _publish(self, events: list[object]) -> None:
         for event in events:
@@ -241,8 +241,7 @@ class Platform:
 
     # -- SIP requests -----------------------------------------------------------------------------
     def _on_request(self, request: Request, flow: Flow) -> None:
-        if self.metrics is not None:
-            self._count("sip_messages", "in", request.method)
+        self._count("sip_messages", "in", request.method)
         method = request.method
         if method == "REGISTER":
             self._on_register(request, flow)
@@ -289,8 +288,7 @@ class Platform:
             self.endpoint.respond_stateless(outcome.response, flow)
         else:
             self.endpoint.respond(outcome.response)
-        if self.metrics is not None:
-            self._count("registrations", outcome.result)
+        self._count("registrations", outcome.result)
         for event in outcome.events:
             if isinstance(event, DeviceRegistered) and not event.refresh:
                 log.info("registered from %s:%d over %s, expires %d", event.host, event.port, event.transport,
@@ -357,8 +355,7 @@ class Platform:
         self._publish(events)
 
     def _on_parse_error(self, flow: Flow, exc: RemoteProtocolError) -> None:
-        if self.metrics is not None:
-            self._count("sip_parse_errors", flow.transport.lower())
+        self._count("sip_parse_errors", flow.transport.lower())
 
     # -- management -------------------------------------------------------------------------------
     def device(self, device_id: str) -> DeviceState:
@@ -381,8 +378,3 @@ class Platform:
             async with self._flush_lock:    # a flush in progress must not write it back afterwards
                 await self.store.delete_device(device_id)
 
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
