@@ -211,12 +211,6 @@ class SipTransport:
         assert proto.flow is not None
         return proto.flow
 
-    def local_port(self) -> int:
-        return self.port
-
-    def connection_count(self) -> int:
-        return len(self._connections)
-
     def close_flow(self, flow: Flow) -> None:
         conn = self._connections.get(flow.connection) if flow.connection is not None else None
         if conn is not None and conn.transport is not None:
