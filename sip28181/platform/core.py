@@ -67,6 +67,9 @@ class Platform:
         self._counters: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._counts: dict[tuple[str, tuple[str, ...]], int] = {}
         self.message_handlers: dict[str, Any] = {}   # CmdType -> callable(envelope, request, state)
+        #: SIP method -> callable(request, flow) for what services own (SUBSCRIBE, NOTIFY, INVITE,
+        #: BYE, INFO, ...); the handler answers through ``self.endpoint.respond``.
+        self.request_handlers: dict[str, Any] = {}
         self.endpoint.stateless = self._stateless
         self.events.on(self._on_event)
         self._bind_gauges()
@@ -243,7 +246,10 @@ class Platform:
     def _on_request(self, request: Request, flow: Flow) -> None:
         self._count("sip_messages", "in", request.method)
         method = request.method
-        if method == "REGISTER":
+        handler = self.request_handlers.get(method)
+        if handler is not None:
+            handler(request, flow)
+        elif method == "REGISTER":
             self._on_register(request, flow)
         elif method == "MESSAGE":
             self._on_message(request, flow)
