@@ -46,4 +46,22 @@ class RegistrationRefused:
     at: float
 
 
-Event = DeviceRegistered | DeviceUnregistered | DeviceOnline | DeviceOffline | RegistrationRefused
+@dataclass(frozen=True, slots=True)
+class StreamStarted:
+    """Media from a device's channel reached the relay (the first frame of a session)."""
+    device_id: str
+    channel_id: str
+    kind: str               # "Play", "Playback", "Download"
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStopped:
+    device_id: str
+    channel_id: str
+    kind: str
+    at: float
+    reason: str             # "no viewers", "device bye", "no media", "end of file", "api", ...
+
+
+Event = DeviceRegistered | DeviceUnregistered | DeviceOnline | DeviceOffline | RegistrationRefused | StreamStarted | StreamStopped
