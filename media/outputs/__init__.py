@@ -1,0 +1,16 @@
+"""Outputs of a :class:`~media.relay.Relay`: writers that take a stream to viewers.
+
+* :mod:`.httpflv` — FLV over an HTTP chunked response;
+* :mod:`.wsflv` — FLV over WebSocket binary messages (flv.js, mpegts.js).
+
+Both stream the tag bytes of the relay's shared :class:`~media.relay.FlvHub`; each viewer has a
+bounded queue (see :mod:`media.relay` for the drop policy) and is released as soon as its client
+goes away.
+"""
+
+from __future__ import annotations
+
+from .httpflv import FLV_CONTENT_TYPE, ClientWatch, stream_flv
+from .wsflv import stream_wsflv, wants_websocket
+
+__all__ = ["FLV_CONTENT_TYPE", "ClientWatch", "stream_flv", "stream_wsflv", "wants_websocket"]
