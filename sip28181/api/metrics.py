@@ -27,10 +27,12 @@ from prometheus_client.process_collector import ProcessCollector
 if TYPE_CHECKING:
     from .routing import ApiRouter, Route
 
-__all__ = ["Metrics", "REGISTRATION_RESULTS"]
+__all__ = ["Metrics", "REGISTRATION_RESULTS", "INVITE_RESULTS"]
 
 #: Values of the ``result`` label of ``sip28181_registrations_total``.
 REGISTRATION_RESULTS = ("ok", "challenge", "forbidden", "throttled", "unregistered")
+#: Values of the ``result`` label of ``sip28181_invites_total``.
+INVITE_RESULTS = ("ok", "rejected", "timeout", "cancelled", "bad_answer", "error")
 
 
 class Metrics:
@@ -64,6 +66,15 @@ class Metrics:
             ["status"], registry=r)
         self.media_streams = Gauge(
             "sip28181_media_streams", "Media sessions currently open", registry=r)
+        self.invites = Counter(
+            "sip28181_invites", "INVITEs sent for media sessions, by session kind and result",
+            ["kind", "result"], registry=r)
+        """``result``: ok, rejected (a final status >= 300), timeout, cancelled, bad_answer, error."""
+        self.media_sessions = Gauge(
+            "sip28181_media_sessions", "Media session dialogs (INVITE) open or being set up", registry=r)
+        self.media_sessions_closed = Counter(
+            "sip28181_media_sessions_closed", "Media sessions ended, by reason", ["reason"], registry=r)
+        """``reason``: bye, device bye, end of file, device offline, platform stop, gone."""
         self.rtp_packets_received = Counter(
             "sip28181_rtp_packets_received", "RTP packets received", registry=r)
         self.rtp_packets_lost = Counter(
@@ -76,6 +87,9 @@ class Metrics:
             self.sip_parse_errors.labels(transport=transport)
         for status in ("online", "offline"):
             self.presence_changes.labels(status=status)
+        for kind in ("Play", "Playback", "Download"):
+            for result in INVITE_RESULTS:
+                self.invites.labels(kind=kind, result=result)
         if process:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
