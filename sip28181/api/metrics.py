@@ -65,7 +65,8 @@ class Metrics:
             "sip28181_presence_changes", "Device online/offline transitions",
             ["status"], registry=r)
         self.media_streams = Gauge(
-            "sip28181_media_streams", "Media sessions currently open", registry=r)
+            "sip28181_media_streams", "Media streams currently open (one per channel and kind)",
+            registry=r)
         self.invites = Counter(
             "sip28181_invites", "INVITEs sent for media sessions, by session kind and result",
             ["kind", "result"], registry=r)
@@ -75,6 +76,21 @@ class Metrics:
         self.media_sessions_closed = Counter(
             "sip28181_media_sessions_closed", "Media sessions ended, by reason", ["reason"], registry=r)
         """``reason``: bye, device bye, end of file, device offline, platform stop, gone."""
+        self.media_viewers = Gauge(
+            "sip28181_media_viewers", "Viewers and outputs holding media streams", registry=r)
+        self.media_streams_started = Counter(
+            "sip28181_media_streams_started", "Streams whose first frame reached the relay, by kind",
+            ["kind"], registry=r)
+        self.media_streams_stopped = Counter(
+            "sip28181_media_streams_stopped", "Streams ended, by reason", ["reason"], registry=r)
+        """``reason``: no viewers, no media, device bye, end of file, device offline, api,
+        shutdown, media closed, start failed, cancelled."""
+        self.media_bytes_received = Counter(
+            "sip28181_media_bytes_received", "Media bytes received (RTP, TCP framing included)",
+            registry=r)
+        self.media_events = Counter(
+            "sip28181_media_events", "Rare media input events (ports, unknown SSRCs...)", ["name"],
+            registry=r)
         self.rtp_packets_received = Counter(
             "sip28181_rtp_packets_received", "RTP packets received", registry=r)
         self.rtp_packets_lost = Counter(

@@ -74,6 +74,9 @@ class Platform:
         self.endpoint.stateless = self._stateless
         self.events.on(self._on_event)
         self.sessions = Sessions(self)
+        #: On-demand media streams (:class:`~sip28181.platform.streams.StreamManager`), set by the
+        #: server once the media ports are open; None in a platform without media.
+        self.streams: Any = None
         self._bind_gauges()
 
     # -- lifecycle --------------------------------------------------------------------------------
