@@ -19,6 +19,7 @@ Other output modules add their URLs to the stream descriptions with :func:`regis
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 from collections.abc import Callable
 from typing import Any, Literal
@@ -217,12 +218,36 @@ def _manager(request: web.Request) -> StreamManager:
     return manager
 
 
-async def _acquire(manager: StreamManager, device_id: str, channel_id: str, **kw: Any) -> StreamHandle:
+#: Seconds between looks at the client's connection while a device is being invited.
+CLIENT_CHECK_INTERVAL = 0.1
+
+
+async def _acquire(request: web.Request, manager: StreamManager, device_id: str, channel_id: str,
+                   **kw: Any) -> StreamHandle:
+    """``manager.acquire``, given up as soon as the client goes away (devices can take seconds to
+    answer: a player that gave up must not keep the INVITE alive; the stream's linger then ends
+    it with CANCEL)."""
+    task = asyncio.ensure_future(manager.acquire(device_id, channel_id, **kw))
     try:
-        return await manager.acquire(device_id, channel_id, **kw)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CLIENT_CHECK_INTERVAL)
+            if done:
+                break
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                task.cancel()
+                result = (await asyncio.gather(task, return_exceptions=True))[0]
+                if isinstance(result, StreamHandle):    # answered just as it was given up
+                    result.release()
+                raise HttpError(499, "client went away")
+        return task.result()
     except StreamError as exc:
         raise HttpError(exc.status, exc.message,
                         {"sip_status": exc.sip_status} if exc.sip_status else None) from None
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def _get_stream(manager: StreamManager, stream_id: str) -> Stream:
@@ -264,7 +289,7 @@ def register_routes(api: ApiRouter) -> None:
         """
         manager = _manager(request)
         websocket = wants_websocket(request)
-        handle = await _acquire(manager, device_id, channel_id, transport=query.transport)
+        handle = await _acquire(request, manager, device_id, channel_id, transport=query.transport)
         return await _serve(request, manager, handle, websocket)
 
     @api.get("/live/{device_id}/{channel_id}.ws", prefixed=False, path_params=live_params,
@@ -276,7 +301,7 @@ def register_routes(api: ApiRouter) -> None:
         manager = _manager(request)
         if not wants_websocket(request):
             raise HttpError(400, "WebSocket upgrade required")
-        handle = await _acquire(manager, device_id, channel_id, transport=query.transport)
+        handle = await _acquire(request, manager, device_id, channel_id, transport=query.transport)
         return await _serve(request, manager, handle, True)
 
     @api.get("/streams/{stream_id}.flv", prefixed=False, path_params={"stream_id": STREAM_ID},
@@ -309,7 +334,7 @@ def register_routes(api: ApiRouter) -> None:
         long as players watch it.
         """
         manager = _manager(request)
-        handle = await _acquire(manager, device_id, channel_id, transport=query.transport)
+        handle = await _acquire(request, manager, device_id, channel_id, transport=query.transport)
         try:
             return stream_out(handle.stream, _base(request))
         finally:
@@ -328,7 +353,7 @@ def register_routes(api: ApiRouter) -> None:
     async def _history(request: web.Request, body: HistoryRequest, kind: SessionKind,
                        speed: int | None) -> StreamOut:
         manager = _manager(request)
-        handle = await _acquire(manager, body.device_id, body.channel_id, kind=kind,
+        handle = await _acquire(request, manager, body.device_id, body.channel_id, kind=kind,
                                 transport=body.transport, start=_epoch(body.start),
                                 end=_epoch(body.end), speed=speed)
         try:

@@ -471,6 +471,11 @@ class StreamManager:
             handle.released = True
         stream.handles.clear()
         log.info("stream %s ended (%s)", stream.stream_id, reason, extra=stream.extra)
+        self.stopped[reason] = self.stopped.get(reason, 0) + 1
+        self.platform._count("media_streams_stopped", _reason_label(reason))
+        if stream.first_frame_at is not None:
+            self.platform.events.publish(StreamStopped(stream.device_id, stream.channel_id,
+                                                       stream.kind.value, time.time(), reason))
         stream.cleanup = self._spawn(self._cleanup(stream, reason), f"close {stream.stream_id}")
 
     async def _cleanup(self, stream: Stream, reason: str) -> None:
@@ -493,11 +498,6 @@ class StreamManager:
             self.platform.sessions.release_ssrc(stream.ssrc)
             if session is not None and session.ssrc != stream.ssrc:
                 self.platform.sessions.release_ssrc(session.ssrc)
-            self.stopped[reason] = self.stopped.get(reason, 0) + 1
-            self.platform._count("media_streams_stopped", _reason_label(reason))
-            if stream.first_frame_at is not None:
-                self.platform.events.publish(StreamStopped(stream.device_id, stream.channel_id,
-                                                           stream.kind.value, time.time(), reason))
             if not stream.closed.done():
                 stream.closed.set_result(reason)
 
