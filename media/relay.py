@@ -320,6 +320,8 @@ class FlvHub:
         self._cache_bytes = 0
         self._cache_valid = False
         self._codecs: tuple[str | None, str | None] | None = None
+        self._pending: list[Frame] = []     # frames since the last keyframe, until the codecs settle
+        self._pending_bytes = 0
 
     # ---- viewers ---------------------------------------------------------------------------
 
@@ -348,13 +350,11 @@ class FlvHub:
     def on_frames(self, frames: list[Frame]) -> None:
         relay = self.relay
         if self.muxer is None:
-            if not relay.codecs_settled:
+            self._hold(frames)
+            if not relay.codecs_settled or not self._open():
                 return
-            if not self._open():
-                return
-            if not any(f.keyframe and f.codec in VIDEO_CODECS for f in frames):
-                # the batch continues the cached GOP: start from its keyframe
-                frames = relay.gop()
+            frames, self._pending = self._pending, []
+            self._pending_bytes = 0
         elif relay.video_codec is not None and relay.video_codec != self._codecs[0]:  # type: ignore[index]
             self._restart("codec change")
             return
@@ -385,6 +385,20 @@ class FlvHub:
             viewer._finish(reason)
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _hold(self, frames: list[Frame]) -> None:
+        """Keep the frames from the first video keyframe on (audio-only: all) until the muxer
+        opens (the codecs settle within ``audio_probe_ms`` of that keyframe: a short wait)."""
+        pending = self._pending
+        for frame in frames:
+            if not pending and self.relay.video_codec is not None and not (
+                    frame.keyframe and frame.codec in VIDEO_CODECS):
+                continue
+            pending.append(frame)
+            self._pending_bytes += len(frame.data)
+        if self._pending_bytes > self.relay.gop_limit:
+            pending.clear()
+            self._pending_bytes = 0
 
     def _open(self) -> bool:
         relay = self.relay
@@ -418,7 +432,9 @@ class FlvHub:
         self._cache = []
         self._cache_bytes = 0
         self._cache_valid = False
-        self.on_frames([])
+        self._pending = []
+        self._pending_bytes = 0
+        self.on_frames(self.relay.gop())
 
     def _distribute(self, chunks: list[bytes]) -> None:
         limit = self.relay.gop_limit

@@ -20,9 +20,10 @@ Lifecycle of a :class:`Stream` (the key is device, channel, kind, and for histor
   viewer left and the linger ran out ("no viewers"), no RTP for ``no_media_timeout`` ("no
   media"), the device's BYE ("device bye"), MediaStatus 121 ("end of file"), the device going
   offline, the media connection closing, an API stop ("api"), the server stopping ("shutdown"),
-  or the INVITE failing. It ends the relay (every viewer sees the end with that reason), sends
-  BYE when the dialog is still ours to end, closes the media port and frees the SSRC, and
-  publishes :class:`~sip28181.platform.events.StreamStopped`.
+  or the INVITE failing. It publishes :class:`~sip28181.platform.events.StreamStopped`, cancels
+  a pending INVITE (CANCEL), closes the media port (its last frame still reaches the viewers),
+  ends the relay (every viewer sees the end with that reason), sends BYE when the dialog is
+  still ours to end, and frees the SSRC.
 
 Timers are deadlines checked by one supervisor task (every second, or faster for short timeouts),
 not a task per stream.
@@ -466,7 +467,6 @@ class StreamManager:
         if not stream.ready.done():
             stream.ready.set_exception(StreamError(502, f"stream ended: {reason}"))
             stream.ready.exception()    # retrieved: viewers may all have gone
-        stream.relay.end(reason)
         for handle in list(stream.handles):
             handle.released = True
         stream.handles.clear()
@@ -483,6 +483,14 @@ class StreamManager:
         if starter is not None and not starter.done() and starter is not asyncio.current_task():
             starter.cancel()        # INVITE pending: the sessions layer sends CANCEL
             await asyncio.gather(starter, return_exceptions=True)
+        # the port first: its receiver flushes the last frame (the PS demuxer holds a frame until
+        # the next pack starts), so a playback ends with its last picture; then the viewers
+        if stream.ingest is not None:
+            try:
+                await stream.ingest.close()
+            except Exception:   # noqa: BLE001
+                log.exception("closing the media port of %s failed", stream.stream_id)
+        stream.relay.end(reason)
         session = stream.session
         try:
             if session is not None and session.active:
@@ -490,11 +498,7 @@ class StreamManager:
         except Exception:   # noqa: BLE001 - the stream is over either way
             log.info("BYE for %s failed", stream.stream_id, exc_info=True, extra=stream.extra)
         finally:
-            if stream.ingest is not None:
-                try:
-                    await stream.ingest.close()
-                except Exception:   # noqa: BLE001
-                    log.exception("closing the media port of %s failed", stream.stream_id)
+            stream.relay.end(reason)
             self.platform.sessions.release_ssrc(stream.ssrc)
             if session is not None and session.ssrc != stream.ssrc:
                 self.platform.sessions.release_ssrc(session.ssrc)
