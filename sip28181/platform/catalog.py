@@ -1,7 +1,7 @@
 """Device catalogs: query, gather, apply, persist, subscribe; and the tree of a catalog.
 
-A catalog is queried after registration (``[catalog] query_on_register``, after ``query_delay``)
-and on demand; one query per device runs at a time (a second caller joins it). Answers are
+A catalog is queried after registration (``[catalog] query_on_register``, after ``query_delay``:
+:mod:`.management`) and on demand; one query per device runs at a time (a second caller joins it). Answers are
 gathered by :class:`~.queries.Queries` (SN, SumNum, duplicates, any order, partial on timeout).
 
 Applying an answer: every item becomes a :class:`~sip28181.store.base.ChannelRecord` (items
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..store.base import ChannelRecord
-from .events import CatalogUpdated, ChannelStatusChanged, DeviceRegistered
+from .events import CatalogUpdated, ChannelStatusChanged
 from .queries import Gather, Gathered
 
 if TYPE_CHECKING:
@@ -265,8 +265,6 @@ class Catalog:
         self.platform = platform
         self.queries = queries
         cfg = platform.config
-        self.query_on_register: bool = getattr(cfg, "catalog_query_on_register", True)
-        self.query_delay: float = getattr(cfg, "catalog_query_delay", 1.0)
         self.timeout: float = getattr(cfg, "catalog_timeout", 30.0)
         self.idle_timeout: float = getattr(cfg, "catalog_idle_timeout", 10.0)
         self.notify_status: bool = getattr(cfg, "catalog_notify_status", True)
@@ -274,7 +272,6 @@ class Catalog:
         self._dirty: dict[tuple[str, str], ChannelRecord] = {}
         self._deleted: dict[tuple[str, str], None] = {}
         self._running: dict[str, asyncio.Future] = {}
-        platform.events.on(self._on_registered, DeviceRegistered)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -422,18 +419,6 @@ class Catalog:
                  removed, extra={"device_id": device_id})
         self.platform.events.publish(CatalogUpdated(device_id, added, updated, removed, gathered.partial, now))
         return result
-
-    def _on_registered(self, event: object) -> None:
-        assert isinstance(event, DeviceRegistered)
-        if self.query_on_register and not event.refresh and self.platform._started:
-            self.platform._spawn(self._query_after_register(event.device_id), f"catalog {event.device_id}")
-
-    async def _query_after_register(self, device_id: str) -> None:
-        await asyncio.sleep(self.query_delay)
-        try:
-            await self.query(device_id)
-        except Exception as exc:   # noqa: BLE001 - a device that does not answer is logged, not fatal
-            log.warning("catalog query after registration failed: %s", exc, extra={"device_id": device_id})
 
     # -- device messages --------------------------------------------------------------------------
     def on_unsolicited(self, device_id: str, message: Any) -> None:

@@ -232,7 +232,8 @@ class Queries:
     async def request(self, device_id: str, message: Any, *, cmd_type: str | None = None,
                       gather: Gather | None = None, items_of: Callable[[Any], Iterable[Any]] | None = None,
                       timeout: float | None = None, idle_timeout: float | None = None,
-                      state: "DeviceState | None" = None) -> Any:
+                      state: "DeviceState | None" = None, level: int = logging.DEBUG,
+                      what: str | None = None) -> Any:
         """Send ``message`` (a codec message with ``sn``) and await its Response.
 
         Returns the Response message, or a :class:`Gathered` when ``gather`` is given. Raises
@@ -247,7 +248,8 @@ class Queries:
                           idle_timeout=idle_timeout or timeout)
         self.correlator.open(pending)
         pending.timer = loop.call_later(timeout, self._expire, pending, timeout)
-        sender = loop.create_task(self._send_query(state, message, pending, timeout),
+        what = what or f"{cmd_type} query SN {message.sn}"
+        sender = loop.create_task(self._send_query(state, message, pending, timeout, what, level),
                                   name=f"{device_id} {cmd_type} {message.sn}")
         try:
             return await pending.future
@@ -259,18 +261,18 @@ class Queries:
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
 
-    async def _send_query(self, state: "DeviceState", message: Any, pending: Pending, timeout: float) -> None:
+    async def _send_query(self, state: "DeviceState", message: Any, pending: Pending, timeout: float,
+                          what: str, level: int) -> None:
         try:
-            response = await self.send(state, self.encode(state, message), timeout=timeout,
-                                       what=f"{pending.cmd_type} query SN {pending.sn}")
+            response = await self.send(state, self.encode(state, message), timeout=timeout, what=what, level=level)
         except TransactionError:
             # the 200 may be lost while the answer still comes: the query's own timer decides
             log.debug("no SIP answer to %s query SN %d", pending.cmd_type, pending.sn,
                       extra={"device_id": state.device_id})
             return
         if response.status >= 300 and pending.first is None:
-            pending.fail(DeviceRefused(f"device answered {response.status} {response.reason} to "
-                                       f"{pending.cmd_type}", response.status))
+            pending.fail(DeviceRefused(f"device answered {response.status} {response.reason} to {what}",
+                                       response.status))
 
     def encode(self, state: "DeviceState", message: Any) -> bytes:
         charset = state.extra.get("charset") if isinstance(state.extra.get("charset"), str) else None
