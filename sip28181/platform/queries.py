@@ -17,7 +17,8 @@ What we accept from devices, in order (:class:`Correlator`):
 
 Multi-packet answers (Catalog, RecordInfo, PresetQuery) are gathered by :class:`Gather`: items
 keyed for de-duplication (retransmitted or repeated packets), any order, complete when the
-number of distinct items reaches ``SumNum`` (``SumNum`` 0 or absent with no items: empty). A
+number of distinct items reaches ``SumNum`` (``SumNum`` 0: empty; no ``SumNum`` in any packet:
+the packet is the whole answer, as devices that omit it send everything at once). A
 query times out ``timeout`` seconds after it was sent when nothing came, and ``idle_timeout``
 seconds after the last packet once packets flow: a timeout with items keeps them and marks the
 result ``partial`` (devices announce a SumNum they never reach); without any it raises
@@ -94,7 +95,7 @@ class Gather(Generic[T]):
     @property
     def complete(self) -> bool:
         if self.sum_num is None:
-            return False
+            return self.packets > 0     # no SumNum at all: the one packet is the whole answer
         return len(self.items) >= self.sum_num
 
 

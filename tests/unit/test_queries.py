@@ -24,8 +24,12 @@ def test_gather_empty_answer_and_items_without_key():
     g: Gather = Gather(key=lambda item: item or None)
     assert g.add(0, [])
     g = Gather(key=lambda item: item or None)
-    assert not g.add(None, ["", "a"])     # no SumNum: never complete by count
+    assert g.add(None, ["", "a"])         # no SumNum: the packet is the whole answer
     assert list(g.items) == ["a"]
+    g = Gather(key=lambda item: item)
+    assert not g.add(3, ["a"])
+    assert not g.add(None, ["b"])         # a later packet without SumNum keeps the announced one
+    assert g.add(None, ["c"])
 
 
 def test_gather_cost_per_packet_is_linear():
