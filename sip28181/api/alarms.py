@@ -16,6 +16,7 @@ from .routing import ApiRouter, Page, PageQuery
 
 class AlarmOut(BaseModel):
     id: int | None = None
+    sn: int | None = Field(None, description="SN of the notification")
     device_id: str = Field(description="the registered device that sent it")
     alarm_device_id: str = Field(description="DeviceID of the alarm (the channel, or the device)")
     received_at: str = Field(description="when the platform received it (ISO 8601)")
@@ -35,7 +36,7 @@ class AlarmOut(BaseModel):
 
     @classmethod
     def of(cls, a: AlarmRecord) -> "AlarmOut":
-        return cls(id=a.id, device_id=a.device_id, alarm_device_id=a.alarm_device_id, received_at=iso(a.at) or "",
+        return cls(id=a.id, sn=a.sn, device_id=a.device_id, alarm_device_id=a.alarm_device_id, received_at=iso(a.at) or "",
                    alarm_time=a.alarm_time, priority=a.priority, method=a.method, alarm_type=a.alarm_type,
                    alarm_type_name=type_name(a.method, a.alarm_type), event_type=a.event_type,
                    description=a.description, longitude=a.longitude, latitude=a.latitude, image_urls=a.image_urls,
