@@ -54,6 +54,7 @@ class ScriptedDevice:
         self.status = 200
         self.subscribe_status = 200
         self.subscribe_expires: int | None = None
+        self.forget_dialogs = False       # answer in-dialog SUBSCRIBEs 481 (a rebooted device)
         self.sent: list[Response] = []
         self._tasks: set[asyncio.Task] = set()
         self._tags: dict[str, str] = {}
@@ -100,6 +101,8 @@ class ScriptedDevice:
 
     def _on_subscribe(self, request: Request, flow) -> Response:
         self.subscribes.append(request)
+        if self.forget_dialogs and request.to.tag:
+            return Response.for_request(request, 481)
         response = Response.for_request(request, self.subscribe_status, to_tag=self.sub_tag(request))
         if self.subscribe_status == 200:
             expires = request.expires if self.subscribe_expires is None else self.subscribe_expires
