@@ -7,7 +7,6 @@ import dataclasses
 
 import pytest
 
-from sip28181.errors import ManscdpError
 from sip28181.manscdp import messages as m
 from sip28181.manscdp.codec import parse_envelope
 
