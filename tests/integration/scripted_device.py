@@ -21,8 +21,12 @@ def channel_id(i: int) -> str:
 
 
 def catalog_items(n: int, *, start: int = 0, **fields: Any) -> list[m.CatalogItem]:
-    return [m.CatalogItem(device_id=channel_id(i), name=f"Camera {i}", manufacturer="Example", model="IPC",
-                          parent_id=NVR, status="ON", civil_code="340200", **fields) for i in range(start, start + n)]
+    def item(i: int) -> m.CatalogItem:
+        values: dict[str, Any] = dict(name=f"Camera {i}", manufacturer="Example", model="IPC", parent_id=NVR,
+                                      status="ON", civil_code="340200")
+        values.update(fields)
+        return m.CatalogItem(device_id=channel_id(i), **values)
+    return [item(i) for i in range(start, start + n)]
 
 
 def catalog_packets(sn: int, device_id: str, items: list, per_packet: int = 4, sum_num: int | None = None) -> list[m.Message]:
