@@ -21,12 +21,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Sip28181Error
+from ..errors import LocalProtocolError, Sip28181Error
 from ..store.base import AlarmFilter, AlarmRecord, MobilePositionRecord
 from .catalog import _jsonable
 from .events import AlarmReceived, MobilePositionReceived
 
 if TYPE_CHECKING:
+    from ..store.base import Store
     from .core import Platform
     from .queries import Queries
 
@@ -161,8 +162,7 @@ class Alarms:
         await self.platform.flush()
         return await store.mobile_positions(target_id, since, until, limit)
 
-    def _store(self):
+    def _store(self) -> "Store":
         if self.platform.store is None:
-            from ..errors import LocalProtocolError
             raise LocalProtocolError("alarm history needs a store")
         return self.platform.store
