@@ -612,6 +612,9 @@ def _check_devices(value: Any, where: str) -> dict[str, DeviceSettings]:
             raise ConfigError(f"{where}: key must be a 20-digit device ID, got {device_id!r}") \
                 from None
         if isinstance(settings, DeviceSettings):
+            if settings.transport is not None and settings.transport not in MEDIA_TRANSPORTS:
+                raise ConfigError(f"{name}.transport: must be one of {', '.join(MEDIA_TRANSPORTS)}; "
+                                  f"got {settings.transport!r}")
             out[device_id] = settings
             continue
         if not isinstance(settings, Mapping):
