@@ -564,11 +564,12 @@ class DeviceMedia:
     async def _connect(self, s: DeviceStream) -> None:
         timeout = self.options.tcp_connect_timeout
         if s.transport == "tcp-passive":        # the platform listens (§8.6)
-            _reader, s._writer = await asyncio.wait_for(
-                asyncio.open_connection(s.dest_host, s.dest_port), timeout)
+            async with asyncio.timeout(timeout):
+                _reader, s._writer = await asyncio.open_connection(s.dest_host, s.dest_port)
         elif s.transport == "tcp-active":
             assert s._accepted is not None
-            s._writer = await asyncio.wait_for(asyncio.shield(s._accepted), timeout)
+            async with asyncio.timeout(timeout):
+                s._writer = await asyncio.shield(s._accepted)
             if s._server is not None:
                 s._server.close()
                 s._server = None
@@ -586,7 +587,7 @@ class DeviceMedia:
         extra = {"device_id": self.sim.device_id, "call_id": s.call_id}
         try:
             await self._connect(s)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             log.warning("media connection failed: %s", exc, extra=extra)
             return
         clip = s.clip
@@ -630,11 +631,12 @@ class DeviceMedia:
                 if delay > 0:
                     s._wake.clear()
                     try:
-                        await asyncio.wait_for(s._wake.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await s._wake.wait()
                         # woken by INFO: re-anchor so a new scale applies from now on
                         anchor_wall, anchor_media = loop.time(), position
                         continue
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 position = t
                 pts = offset + (f.pts if f.pts is not None else f.dts or 0)
