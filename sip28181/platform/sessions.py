@@ -379,6 +379,8 @@ class Sessions:
             session.remote_host = host
         session.remote_port = media.port
         theirs = normalize_ssrc(answer.ssrc)
+        if theirs == "0000000000":      # a placeholder some senders write when they have none
+            theirs = None
         if answer.ssrc is None:
             log.info("answer without y=: media expected with our SSRC %s", session.ssrc, extra=extra)
         elif theirs is None:
