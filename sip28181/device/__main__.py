@@ -9,6 +9,7 @@ import signal
 import sys
 
 from ..logutil import setup_logging
+from .media import MediaOptions, SsrcMode
 from .simulator import DeviceSimulator, RegistrationError
 
 
@@ -28,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", type=int, default=3600)
     p.add_argument("--keepalive-interval", type=float, default=60.0)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--media-source", default=None,
+                   help="file streamed on INVITE: MPEG-PS, or anything PyAV demuxes (H.264/H.265 + G.711/AAC); "
+                        "default: a generated test pattern")
+    p.add_argument("--ssrc-mode", choices=[m.value for m in SsrcMode], default="echo",
+                   help="answer with the offered SSRC (echo), its own (own), no y= (omit), or no y= and its own RTP SSRC")
+    p.add_argument("--answer-delay", type=float, default=0.0, help="seconds before answering INVITE")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -39,7 +46,9 @@ async def amain(args: argparse.Namespace) -> int:
                         server_port=args.server_port, domain=args.domain, password=args.password,
                         transport=args.transport, local_host=args.local_host,
                         local_port=args.local_port if args.count == 1 else 0, expires=args.expires,
-                        keepalive_interval=args.keepalive_interval)
+                        keepalive_interval=args.keepalive_interval,
+                        media=MediaOptions(source=args.media_source, ssrc_mode=args.ssrc_mode,
+                                           answer_delay=args.answer_delay))
         for i in range(args.count)
     ]
     stop = asyncio.Event()
