@@ -450,6 +450,12 @@ async def test_playback_pause_seek_scale(server):
 
         await session.scale(2.0)
         assert stream.scale == 2.0 and stream.controls[-1].scale == 2.0
+
+        # a body the device cannot read is refused with 400, and the session goes on
+        endpoint = server.platform.endpoint
+        info = session.dialog.create_request("INFO", b"FAST-FORWARD please", "Application/MANSRTSP")
+        response = await endpoint.request(info, server.platform.registry.get(DEVICE).flow, 3)
+        assert response.status == 400 and session.active and len(stream.controls) == 4
         await session.bye()
         assert await session.closed == "bye"
         with pytest.raises(SessionError):
