@@ -106,7 +106,8 @@ class MediaOffer:
 
     def __post_init__(self) -> None:
         try:
-            self.transport = MediaTransport(str(getattr(self.transport, "value", self.transport)).lower())
+            self.transport = MediaTransport(
+                str(getattr(self.transport, "value", self.transport)).lower().replace("_", "-"))
             self.kind = SessionKind(getattr(self.kind, "value", self.kind))
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
