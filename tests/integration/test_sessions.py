@@ -713,3 +713,21 @@ async def test_2xx_crossing_cancel_is_acked_and_ended(server):
         assert bye.cseq.number == invite.cseq.number + 1
     finally:
         peer.transport.close()
+
+
+async def test_live_loops_with_continuing_timestamps(server):
+    """A short clip played live loops, and its timestamps keep growing across the loop."""
+    sessions = server.platform.sessions
+    sink = await UdpSink.open()
+    device = simulator(server, media=MediaOptions(pattern_seconds=0.4))       # 10 frames
+    await online(server, device)
+    try:
+        session = await sessions.invite(DEVICE, CHANNEL, MediaOffer("127.0.0.1", sink.port), timeout=5)
+        await wait_for(lambda: len(sink.video) >= 25, timeout=10)
+        pts = sink.video_pts()
+        assert all(b - a == 3600 for a, b in zip(pts, pts[1:]))             # 25 fps, no jump at the loop
+        assert sum(f.keyframe for f in sink.video) >= 2                      # each pass starts on a keyframe
+        await session.bye()
+    finally:
+        await device.stop()
+        await sink.close()
