@@ -187,10 +187,11 @@ class SipEndpoint:
         self._flush()
         self._arm()
         try:
-            if timeout is None:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives together with the answer, and the caller's task then never ends
+            async with asyncio.timeout(timeout):
                 return await fut
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransactionError(f"no answer to {request.method} within {timeout} s") from None
         finally:
             self._pending.pop(key, None)
@@ -224,10 +225,9 @@ class SipEndpoint:
         self._flush()
         self._arm()
         try:
-            if timeout is None:
+            async with asyncio.timeout(timeout):
                 return await asyncio.shield(inv.future)
-            return await asyncio.wait_for(asyncio.shield(inv.future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._abandon(inv)
             raise TransactionError(f"no final answer to INVITE within {timeout} s") from None
         except asyncio.CancelledError:

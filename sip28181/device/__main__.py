@@ -9,6 +9,7 @@ import signal
 import sys
 
 from ..logutil import setup_logging
+from .media import MediaOptions, SsrcMode
 from .simulator import DeviceSimulator, RegistrationError
 
 
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pacing", type=float, default=0.0, help="seconds between two catalog packets")
     p.add_argument("--charset", choices=("GB2312", "GBK", "GB18030", "UTF-8"), default="GB2312",
                    help="charset of MANSCDP bodies")
+    p.add_argument("--media-source", default=None,
+                   help="file streamed on INVITE: MPEG-PS, or anything PyAV demuxes (H.264/H.265 + G.711/AAC); "
+                        "default: a generated test pattern")
+    p.add_argument("--ssrc-mode", choices=[m.value for m in SsrcMode], default="echo",
+                   help="answer with the offered SSRC (echo), its own (own), no y= (omit), or no y= and its own RTP SSRC")
+    p.add_argument("--answer-delay", type=float, default=0.0, help="seconds before answering INVITE")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -50,7 +57,9 @@ async def amain(args: argparse.Namespace) -> int:
                         local_port=args.local_port if args.count == 1 else 0, expires=args.expires,
                         keepalive_interval=args.keepalive_interval, channels=args.channels, charset=args.charset,
                         management={"groups": args.groups, "items_per_message": args.items_per_message,
-                                    "window": args.window, "pacing": args.pacing})
+                                    "window": args.window, "pacing": args.pacing},
+                        media=MediaOptions(source=args.media_source, ssrc_mode=args.ssrc_mode,
+                                           answer_delay=args.answer_delay))
         for i in range(args.count)
     ]
     stop = asyncio.Event()

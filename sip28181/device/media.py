@@ -16,12 +16,15 @@ A-law tone). It is paced in real time by PTS (a download ``a=downloadspeed`` tim
 
 from __future__ import annotations
 
+import array
 import asyncio
 import enum
 import fractions
 import logging
+import math
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,12 +209,23 @@ def _adts(ctx, payload_size: int) -> bytes:
                   ((length & 7) << 5) | 0x1F, 0xFC])
 
 
-def _pattern_clip(seconds: float, size: tuple[int, int], fps: int) -> Clip:
-    """Moving colour bars (libx264, no B-frames, a keyframe per second) and a 1 kHz A-law tone."""
-    import av
-    import numpy as np
+#: Colour bars as (Y, U, V), BT.601 limited range: white, yellow, cyan, green, magenta, red, blue, black.
+_BARS = ((235, 128, 128), (210, 16, 146), (170, 166, 16), (145, 54, 34), (106, 202, 222), (81, 90, 240),
+         (41, 240, 110), (16, 128, 128))
 
-    width, height = size
+
+def _plane(frame, index: int, rows: list[bytes]) -> None:
+    plane = frame.planes[index]
+    pad = plane.line_size - len(rows[0])
+    plane.update(b"".join(r + b"\0" * pad for r in rows) if pad else b"".join(rows))
+
+
+def _pattern_clip(seconds: float, size: tuple[int, int], fps: int) -> Clip:
+    """Moving colour bars with a box (libx264, no B-frames, a keyframe per second) and a 1 kHz
+    A-law tone. Planes are written directly: no numpy needed at run time."""
+    import av
+
+    width, height = size[0] & ~1, size[1] & ~1
     count = max(1, int(seconds * fps))
     enc = av.CodecContext.create("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
@@ -221,17 +235,22 @@ def _pattern_clip(seconds: float, size: tuple[int, int], fps: int) -> Clip:
     enc.max_b_frames = 0
     enc.options = {"preset": "ultrafast", "tune": "zerolatency",
                    "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:bframes=0:repeat-headers=1"}
-    bars = np.array([[235, 235, 235], [235, 235, 16], [16, 235, 235], [16, 235, 16],
-                     [235, 16, 235], [235, 16, 16], [16, 16, 235], [16, 16, 16]], dtype=np.uint8)
-    x = np.arange(width)
     packets = []
+    box = max(8, height // 6) & ~1
     for i in range(count):
-        index = ((x + i * 4) % width) * 8 // width
-        img = np.repeat(bars[index][None, :, :], height, axis=0)
-        box = max(8, height // 6)
-        cx = (i * 7) % max(1, width - box)
-        img[height // 2 - box // 2:height // 2 + box // 2, cx:cx + box] = (255, 128, 0)
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        shift = i * 4
+        bars = [_BARS[((x + shift) % width) * 8 // width] for x in range(width)]
+        x0 = ((i * 6) % max(2, width - box)) & ~1
+        y0 = (height // 2 - box // 2) & ~1
+        planes = []
+        for c, (w, h, scale) in enumerate(((width, height, 1), (width // 2, height // 2, 2), (width // 2, height // 2, 2))):
+            row = bytes(bars[x * scale][c] for x in range(w))
+            boxed = row[:x0 // scale] + bytes([(255, 64, 200)[c]]) * (box // scale) + row[(x0 + box) // scale:]
+            rows = [boxed if y0 // scale <= y < (y0 + box) // scale else row for y in range(h)]
+            planes.append(rows)
+        frame = av.VideoFrame(width, height, "yuv420p")
+        for c, rows in enumerate(planes):
+            _plane(frame, c, rows)
         frame.pts = i
         packets.extend(enc.encode(frame))
     packets.extend(enc.encode(None))
@@ -240,17 +259,18 @@ def _pattern_clip(seconds: float, size: tuple[int, int], fps: int) -> Clip:
     # G.711 A-law, 40 ms per frame
     aenc = av.CodecContext.create("pcm_alaw", "w")
     aenc.sample_rate, aenc.format, aenc.layout = 8000, "s16", "mono"
-    samples_per = 320
-    total = int(seconds * 8000) // samples_per
-    t = np.arange(samples_per * total) / 8000.0
-    tone = (np.sin(2 * np.pi * 1000 * t) * 6000).astype(np.int16)
-    for k in range(total):
-        af = av.AudioFrame.from_ndarray(tone[None, k * samples_per:(k + 1) * samples_per], format="s16",
-                                        layout="mono")
+    per = 320
+    for k in range(int(seconds * 8000) // per):
+        samples = array.array("h", (int(6000 * math.sin(2 * math.pi * 1000 * (k * per + n) / 8000))
+                                    for n in range(per)))
+        if sys.byteorder != "little":
+            samples.byteswap()
+        af = av.AudioFrame(format="s16", layout="mono", samples=per)
+        af.planes[0].update(samples.tobytes())
         af.sample_rate = 8000
-        af.pts = k * samples_per
+        af.pts = k * per
         data = b"".join(bytes(p) for p in aenc.encode(af))
-        ts = k * samples_per * CLOCK // 8000
+        ts = k * per * CLOCK // 8000
         frames.append(Frame("g711a", ts, ts, False, data))
     frames.sort(key=lambda f: (f.dts, f.codec != "h264"))
     return Clip(frames, count * step, "h264", "g711a")
@@ -564,11 +584,12 @@ class DeviceMedia:
     async def _connect(self, s: DeviceStream) -> None:
         timeout = self.options.tcp_connect_timeout
         if s.transport == "tcp-passive":        # the platform listens (§8.6)
-            _reader, s._writer = await asyncio.wait_for(
-                asyncio.open_connection(s.dest_host, s.dest_port), timeout)
+            async with asyncio.timeout(timeout):
+                _reader, s._writer = await asyncio.open_connection(s.dest_host, s.dest_port)
         elif s.transport == "tcp-active":
             assert s._accepted is not None
-            s._writer = await asyncio.wait_for(asyncio.shield(s._accepted), timeout)
+            async with asyncio.timeout(timeout):
+                s._writer = await asyncio.shield(s._accepted)
             if s._server is not None:
                 s._server.close()
                 s._server = None
@@ -586,7 +607,7 @@ class DeviceMedia:
         extra = {"device_id": self.sim.device_id, "call_id": s.call_id}
         try:
             await self._connect(s)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             log.warning("media connection failed: %s", exc, extra=extra)
             return
         clip = s.clip
@@ -630,11 +651,12 @@ class DeviceMedia:
                 if delay > 0:
                     s._wake.clear()
                     try:
-                        await asyncio.wait_for(s._wake.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await s._wake.wait()
                         # woken by INFO: re-anchor so a new scale applies from now on
                         anchor_wall, anchor_media = loop.time(), position
                         continue
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 position = t
                 pts = offset + (f.pts if f.pts is not None else f.dts or 0)

@@ -106,7 +106,8 @@ class MediaOffer:
 
     def __post_init__(self) -> None:
         try:
-            self.transport = MediaTransport(str(getattr(self.transport, "value", self.transport)).lower())
+            self.transport = MediaTransport(
+                str(getattr(self.transport, "value", self.transport)).lower().replace("_", "-"))
             self.kind = SessionKind(getattr(self.kind, "value", self.kind))
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
@@ -379,6 +380,8 @@ class Sessions:
             session.remote_host = host
         session.remote_port = media.port
         theirs = normalize_ssrc(answer.ssrc)
+        if theirs == "0000000000":      # a placeholder some senders write when they have none
+            theirs = None
         if answer.ssrc is None:
             log.info("answer without y=: media expected with our SSRC %s", session.ssrc, extra=extra)
         elif theirs is None:

@@ -450,6 +450,12 @@ async def test_playback_pause_seek_scale(server):
 
         await session.scale(2.0)
         assert stream.scale == 2.0 and stream.controls[-1].scale == 2.0
+
+        # a body the device cannot read is refused with 400, and the session goes on
+        endpoint = server.platform.endpoint
+        info = session.dialog.create_request("INFO", b"FAST-FORWARD please", "Application/MANSRTSP")
+        response = await endpoint.request(info, server.platform.registry.get(DEVICE).flow, 3)
+        assert response.status == 400 and session.active and len(stream.controls) == 4
         await session.bye()
         assert await session.closed == "bye"
         with pytest.raises(SessionError):
@@ -521,6 +527,207 @@ async def test_metrics_count_invites(server, api):
         status, text = await api.get("/metrics")
         assert 'sip28181_media_sessions_closed_total{reason="bye"} 1.0' in text
         assert "sip28181_media_sessions 0.0" in text
+    finally:
+        await device.stop()
+        await sink.close()
+
+
+async def test_silent_device_keeps_the_dialog(server):
+    """``silence()`` stops RTP without BYE: the session stays up (the relay's RTP timeout ends it)."""
+    sessions = server.platform.sessions
+    sink = await UdpSink.open()
+    device = simulator(server)
+    await online(server, device)
+    try:
+        session = await sessions.invite(DEVICE, CHANNEL, MediaOffer("127.0.0.1", sink.port), timeout=5)
+        await wait_for(lambda: len(sink.video) >= 3)
+        device.media.silence(session.call_id)
+        await asyncio.sleep(0.1)
+        count = len(sink.packets)
+        await asyncio.sleep(0.4)
+        assert len(sink.packets) == count and session.active and not session.closed.done()
+        await session.bye()
+    finally:
+        await device.stop()
+        await sink.close()
+
+
+async def test_media_status_outside_the_dialog(server):
+    """Some devices send MediaStatus as a plain MESSAGE (new Call-ID): found by device and channel."""
+    sessions = server.platform.sessions
+    sink = await UdpSink.open()
+    device = simulator(server, media=MediaOptions(history_seconds=60.0))
+    await online(server, device)
+    start, end = window()
+    try:
+        session = await sessions.invite(DEVICE, CHANNEL, MediaOffer("127.0.0.1", sink.port, kind="Playback",
+                                                                    start=start, end=end), timeout=5)
+        await wait_for(lambda: len(sink.video) >= 3)
+        stream = device.media.stream(session.call_id)
+        response = await device.send_manscdp(
+            f"<?xml version=\"1.0\"?>\r\n<Notify>\r\n<CmdType>MediaStatus</CmdType>\r\n<SN>9</SN>\r\n"
+            f"<DeviceID>{CHANNEL}</DeviceID>\r\n<NotifyType>121</NotifyType>\r\n</Notify>\r\n")
+        assert response.status == 200
+        assert await asyncio.wait_for(session.closed, 3) == "end of file"
+        assert await asyncio.wait_for(stream.ended, 3) == "bye received"      # the platform ended it
+    finally:
+        await device.stop()
+        await sink.close()
+
+
+async def test_playback_over_tcp_passive_to_the_end(server):
+    sessions = server.platform.sessions
+    sink = await TcpSink.listen()
+    device = simulator(server, transport="tcp", media=MediaOptions(history_seconds=1.0, source=PS_FILE))
+    await online(server, device)
+    start, end = window()
+    try:
+        session = await sessions.invite(DEVICE, CHANNEL, MediaOffer("127.0.0.1", sink.port, "tcp-passive",
+                                                                    kind=SessionKind.PLAYBACK, start=start, end=end),
+                                        timeout=5)
+        assert await asyncio.wait_for(session.closed, 10) == "end of file"
+        await asyncio.wait_for(sink.eof.wait(), 3)
+        assert 20 <= len(sink.video) <= 26 and sink.ssrcs == {session.ssrc_int}
+        assert any(f.codec == "g711a" for f in sink.frames)
+    finally:
+        await device.stop()
+        await sink.close()
+
+
+async def test_stream_from_an_mp4_file(server, tmp_path):
+    """Any file PyAV demuxes: an MP4 (avcC H.264, turned into Annex B for PS)."""
+    import av
+    import numpy as np
+
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"preset": "ultrafast", "bf": "0", "g": "25"}
+        for i in range(50):
+            img = np.full((120, 160, 3), (i * 5) % 256, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    sessions = server.platform.sessions
+    sink = await UdpSink.open()
+    device = simulator(server, media=MediaOptions(source=str(path)))
+    await online(server, device)
+    try:
+        session = await sessions.invite(DEVICE, CHANNEL, MediaOffer("127.0.0.1", sink.port), timeout=10)
+        await wait_for(lambda: len(sink.video) >= 10, timeout=10)
+        assert sink.video[0].keyframe and sink.video[0].data.count(b"\x00\x00\x00\x01") >= 2   # Annex B, SPS/PPS in band
+        await session.bye()
+    finally:
+        await device.stop()
+        await sink.close()
+
+
+# -- the INVITE client transaction against a hand-written peer -------------------------------------
+class RawPeer(asyncio.DatagramProtocol):
+    """A UDP socket that plays a device by hand: records what arrives, sends what the test says."""
+
+    def __init__(self) -> None:
+        self.received: list = []
+        self.transport = None
+
+    def datagram_received(self, data, addr) -> None:
+        from sip28181.sip.message import parse_message
+        self.received.append((parse_message(data), addr))
+
+    def methods(self) -> list[str]:
+        return [getattr(m, "method", None) or str(m.status) for m, _ in self.received]
+
+    def reply(self, request, status: int, addr, *, tag: str = "dev-1", contact: bool = True) -> None:
+        from sip28181.sip.message import Response
+        response = Response.for_request(request, status, to_tag=tag if status > 100 else None)
+        if contact and 200 <= status < 300:
+            response.headers.add("Contact", f"<sip:{CHANNEL}@127.0.0.1:{self.port}>")
+        self.transport.sendto(response.encode(), addr)
+
+
+async def raw_peer() -> RawPeer:
+    peer = RawPeer()
+    loop = asyncio.get_running_loop()
+    peer.transport, _ = await loop.create_datagram_endpoint(lambda: peer, local_addr=("127.0.0.1", 0))
+    peer.port = peer.transport.get_extra_info("sockname")[1]
+    return peer
+
+
+def raw_invite(endpoint, peer: RawPeer, contact: bool = True):
+    from sip28181.transport import Flow
+    flow = Flow("UDP", "127.0.0.1", peer.port)
+    request = endpoint.build_request("INVITE", f"sip:{CHANNEL}@127.0.0.1:{peer.port}", from_uri=f"sip:{SERVER_ID}@3402000000",
+                                     to_uri=f"sip:{CHANNEL}@3402000000", flow=flow, body=b"v=0\r\n",
+                                     content_type="APPLICATION/SDP",
+                                     extra=[("Contact", f"<sip:{SERVER_ID}@127.0.0.1:{endpoint.port}>")])
+    return request, flow
+
+
+async def test_ack_resent_for_retransmitted_2xx_and_2xx_without_contact(server):
+    endpoint = server.platform.endpoint
+    peer = await raw_peer()
+    try:
+        request, flow = raw_invite(endpoint, peer)
+        task = asyncio.ensure_future(endpoint.invite(request, flow, 5))
+        await wait_for(lambda: peer.methods() == ["INVITE"])
+        invite, addr = peer.received[0]
+        peer.reply(invite, 200, addr, contact=False)            # a 2xx without Contact
+        response, dialog = await task
+        assert response.status == 200 and dialog is not None
+        assert dialog.remote_target == invite.uri                # the Request-URI stays the target
+        await wait_for(lambda: peer.methods() == ["INVITE", "ACK"])
+        peer.reply(invite, 200, addr, contact=False)            # the 2xx again: the same ACK again
+        await wait_for(lambda: peer.methods() == ["INVITE", "ACK", "ACK"])
+        first, second = peer.received[1][0], peer.received[2][0]
+        assert first.encode() == second.encode() and first.cseq.number == invite.cseq.number
+        assert first.to.tag == "dev-1" and first.call_id == invite.call_id
+    finally:
+        peer.transport.close()
+
+
+async def test_2xx_crossing_cancel_is_acked_and_ended(server):
+    endpoint = server.platform.endpoint
+    peer = await raw_peer()
+    try:
+        request, flow = raw_invite(endpoint, peer)
+        task = asyncio.ensure_future(endpoint.invite(request, flow, 5))
+        await wait_for(lambda: peer.methods() == ["INVITE"])
+        invite, addr = peer.received[0]
+        task.cancel()                                            # no provisional yet: CANCEL must wait
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.1)
+        assert peer.methods() == ["INVITE"]
+        peer.reply(invite, 180, addr)                            # the provisional lets the CANCEL go
+        await wait_for(lambda: "CANCEL" in peer.methods())
+        cancel = peer.received[-1][0]
+        assert cancel.cseq.number == invite.cseq.number and cancel.via.branch == invite.via.branch
+        peer.reply(cancel, 200, addr)
+        peer.reply(invite, 200, addr)                            # but the device had already accepted
+        await wait_for(lambda: peer.methods()[-2:] == ["ACK", "BYE"])
+        bye = peer.received[-1][0]
+        assert bye.call_id == invite.call_id and bye.to.tag == "dev-1"
+        assert bye.cseq.number == invite.cseq.number + 1
+    finally:
+        peer.transport.close()
+
+
+async def test_live_loops_with_continuing_timestamps(server):
+    """A short clip played live loops, and its timestamps keep growing across the loop."""
+    sessions = server.platform.sessions
+    sink = await UdpSink.open()
+    device = simulator(server, media=MediaOptions(pattern_seconds=0.4))       # 10 frames
+    await online(server, device)
+    try:
+        session = await sessions.invite(DEVICE, CHANNEL, MediaOffer("127.0.0.1", sink.port), timeout=5)
+        await wait_for(lambda: len(sink.video) >= 25, timeout=10)
+        pts = sink.video_pts()
+        assert all(b - a == 3600 for a, b in zip(pts, pts[1:]))             # 25 fps, no jump at the loop
+        assert sum(f.keyframe for f in sink.video) >= 2                      # each pass starts on a keyframe
+        await session.bye()
     finally:
         await device.stop()
         await sink.close()
