@@ -52,6 +52,7 @@ INGEST_CORE, SENDER_CORE = 0, 1
 HOST = "127.0.0.1"
 PORT_BASE = 20000
 STREAMS_PER_SENDER = 500
+SINGLE_PORT_RCVBUF = 256 << 20      # one socket takes every burst of every stream
 MAX_LOSS = 0.001
 TICK = 3600                      # 40 ms at 90 kHz: one video frame at 25 fps
 DEFAULT_LADDER = (100, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800)
@@ -135,6 +136,15 @@ def udp_rcvbuf_errors() -> int:
         lines = [line.split() for line in f if line.startswith("Udp:")]
     header, values = lines[0], lines[1]
     return int(values[header.index("RcvbufErrors")])
+
+
+def softnet_drops() -> int:
+    """Packets the kernel dropped from its per-CPU input backlog (loopback traffic waits there)."""
+    total = 0
+    with open("/proc/net/softnet_stat") as f:
+        for line in f:
+            total += int(line.split()[1], 16)
+    return total
 
 
 def rss_mib() -> float:
@@ -221,7 +231,8 @@ async def open_targets(mode: str, count: int, viewers: str) -> tuple[list[Target
             transports.append(transport)
         return targets, transports
     ingest = MediaIngest(HOST, (PORT_BASE, PORT_BASE + 4999),
-                         single_port=0 if mode == "single" else None)
+                         single_port=0 if mode == "single" else None,
+                         single_port_rcvbuf=SINGLE_PORT_RCVBUF)
     await ingest.start()
     for target in targets:
         target.stream = await ingest.open("udp", ssrc=target.ssrc, on_frames=target.on_frames,
@@ -350,7 +361,7 @@ async def run_rung(mode: str, count: int, args, pack: pathlib.Path, sender: path
     procs = []
     drains = []
     server = None
-    duration = args.warmup + args.seconds + 0.5
+    duration = args.warmup + args.seconds + 2.0      # the senders outlive the measurement
     try:
         if args.viewers == "queue":
             drains = [asyncio.ensure_future(t.drain()) for t in targets]
@@ -372,15 +383,30 @@ async def run_rung(mode: str, count: int, args, pack: pathlib.Path, sender: path
         v0 = server.sent() if server is not None else sum(t.viewer_bytes for t in targets)
         cpu0, all0, drops0, t0 = time.process_time(), all_process_cpu(), udp_rcvbuf_errors(), \
             time.monotonic()
+        backlog0 = softnet_drops()
+        senders0 = {proc.pid: process_cpu(proc.pid) for proc in procs}
         await asyncio.sleep(args.seconds)
         p1, b1, l1, e1 = totals(targets)
         v1 = server.sent() if server is not None else sum(t.viewer_bytes for t in targets)
         cpu1, all1, drops1, t1 = time.process_time(), all_process_cpu(), udp_rcvbuf_errors(), \
             time.monotonic()
+        backlog1 = softnet_drops()
+        sender_cpu = 0.0
+        for pid, cpu in senders0.items():
+            try:
+                sender_cpu += process_cpu(pid) - cpu
+            except OSError:
+                pass
         viewer_rate = (v1 - v0) / (t1 - t0)
         outputs = [(await proc.communicate())[0].decode() for proc in procs]
-        await asyncio.sleep(0.3)
-        received_total = sum(t.counters()[0] for t in targets)
+        # what the sockets still hold (a receiver behind its senders) is read before counting
+        received_total = -1
+        for _ in range(50):
+            await asyncio.sleep(0.2)
+            now_total = sum(t.counters()[0] for t in targets)
+            if now_total == received_total:
+                break
+            received_total = now_total
         rss = rss_mib()
     finally:
         for proc in procs:
@@ -394,7 +420,7 @@ async def run_rung(mode: str, count: int, args, pack: pathlib.Path, sender: path
         if server is not None:
             await server.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    sent = late = worst = 0
+    sent = late = worst = errors = 0
     viewer_info = ""
     for line in outputs:
         fields = dict(item.split("=") for item in line.split())
@@ -403,10 +429,10 @@ async def run_rung(mode: str, count: int, args, pack: pathlib.Path, sender: path
             continue
         sent += int(fields["sent"])
         late += int(fields["late_steps"])
+        errors += int(fields["errors"])
         worst = max(worst, int(fields["worst_lag_ms"]))
     wall = t1 - t0
     senders = {proc.pid for proc in procs}       # and the HTTP client process
-    sender_cpu = sum(all1.get(pid, 0) - all0.get(pid, 0) for pid in senders)
     mine = {os.getpid(), *senders}
     other_cpu = sum(v - all0[pid] for pid, v in all1.items() if pid in all0 and pid not in mine)
     loss = (l1 - l0) / (e1 - e0) if e1 > e0 else 1.0
@@ -417,7 +443,8 @@ async def run_rung(mode: str, count: int, args, pack: pathlib.Path, sender: path
         "count_loss": 1 - received_total / sent if sent else 1.0,
         "cpu": (cpu1 - cpu0) / wall, "sender_cpu": sender_cpu / wall,
         "other_cpu": other_cpu / wall, "rcvbuf_drops": drops1 - drops0,
-        "sender_late_steps": late, "sender_worst_lag_ms": worst,
+        "backlog_drops": backlog1 - backlog0,
+        "sender_late_steps": late, "sender_worst_lag_ms": worst, "sender_errors": errors,
         "viewer_mbit": viewer_rate * 8 / 1e6, "viewer_info": viewer_info, "rss": rss,
     }
 
@@ -434,8 +461,10 @@ def report(row: dict) -> None:
           f"pkt/s  {row['mbit'] / 1e3:5.2f} Gbit/s  "
           f"loss {100 * row['loss']:7.3f}% (count {100 * row['count_loss']:6.3f}%)  "
           f"ingest CPU {100 * row['cpu']:4.0f}%  senders+clients {100 * row['sender_cpu']:4.0f}%  "
-          f"others {100 * row['other_cpu']:4.0f}%  rcvbuf drops {row['rcvbuf_drops']:6d}  "
-          f"sender late {row['sender_late_steps']:4d} (worst {row['sender_worst_lag_ms']} ms)  "
+          f"others {100 * row['other_cpu']:4.0f}%  drops: rcvbuf {row['rcvbuf_drops']:6d} "
+          f"backlog {row['backlog_drops']:6d}  "
+          f"sender late {row['sender_late_steps']:4d} (worst {row['sender_worst_lag_ms']} ms, "
+          f"{row['sender_errors']} send errors)  "
           f"RSS {row['rss']:5.0f} MiB  FLV out {row['viewer_mbit'] / 1e3:5.2f} Gbit/s  "
           f"{'ok' if ok else 'NOT sustained'}", flush=True)
 
@@ -477,6 +506,165 @@ async def streams_main(args) -> int:
     return 0
 
 
+# ---- (b) one stream to many HTTP-FLV viewers ---------------------------------------------------
+
+async def fanout_main(args) -> int:
+    cache = args.cache_dir
+    cache.mkdir(parents=True, exist_ok=True)
+    from demux import generate
+    ps_path, _, _ = generate(args.recording_seconds, cache)
+    pack, nticks, loop_bytes, _ = write_pack(ps_path, cache)
+    sender = build_sender(cache)
+    rate = loop_bytes * 8 / (nticks * 0.04)
+    targets, ingest = await open_targets("ingest", 1, "none")
+    relay = targets[0].relay
+    server = await FlvServer.start([relay])
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    spec = workdir / "streams.txt"
+    spec.write_text(f"{targets[0].port} {targets[0].ssrc}\n")
+    duration = args.warmup + args.seconds + 3
+    procs = [await asyncio.create_subprocess_exec(
+        "taskset", "-c", str(SENDER_CORE), str(sender), str(pack), HOST, f"{duration + 2}",
+        str(spec), stdout=asyncio.subprocess.PIPE)]
+    print(f"one {rate / 1e6:.2f} Mbit/s stream, {args.viewers} HTTP-FLV viewers in "
+          f"{args.clients} client process(es) on core {SENDER_CORE}; server on core "
+          f"{INGEST_CORE}", flush=True)
+    try:
+        await asyncio.sleep(2.0)                  # the relay has a GOP before viewers come
+        paths = workdir / "paths.txt"
+        per = math.ceil(args.viewers / args.clients)
+        for i in range(args.clients):
+            n = min(per, args.viewers - i * per)
+            part = workdir / f"paths{i}.txt"
+            part.write_text("/v/0.flv\n" * n)
+            procs.append(await start_viewers(server.port, part, duration))
+        await asyncio.sleep(args.warmup)
+        gc.collect()
+        s0, c0, t0 = server.sent(), time.process_time(), time.monotonic()
+        await asyncio.sleep(args.seconds)
+        s1, c1, t1 = server.sent(), time.process_time(), time.monotonic()
+        stats = server.stats()
+        connected = relay.flv_viewers
+        outputs = [(await proc.communicate())[0].decode() for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        await ingest.close()
+        await server.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    wall = t1 - t0
+    per_viewer = (s1 - s0) * 8 / wall / max(1, args.viewers)
+    print(f"viewers connected at the end of the window: {connected} of {args.viewers}; "
+          f"'too slow' disconnects {stats['too_slow']}, queue overflows {stats['overflows']}, "
+          f"bytes dropped {stats['dropped_bytes']}")
+    print(f"FLV written: {(s1 - s0) * 8 / wall / 1e9:.2f} Gbit/s in total, "
+          f"{per_viewer / 1e6:.2f} Mbit/s per viewer (stream {rate / 1e6:.2f} Mbit/s); "
+          f"server CPU {100 * (c1 - c0) / wall:.0f}%; RSS {rss_mib():.0f} MiB")
+    for line in outputs[1:]:
+        print("clients:", line.strip())
+    return 0
+
+
+# ---- (c) time to the first keyframe byte -------------------------------------------------------
+
+def first_key_offset(data: bytes) -> int | None:
+    """Offset just past the header of the first FLV video tag holding a keyframe NAL unit
+    (AVC/HEVC packet type 1, or an enhanced-FLV coded frame), None while not there yet."""
+    if len(data) < 13:
+        return None
+    pos = 13
+    while pos + 11 <= len(data):
+        kind = data[pos]
+        size = int.from_bytes(data[pos + 1:pos + 4], "big")
+        if pos + 11 + 2 > len(data):
+            return None
+        body = data[pos + 11:pos + 11 + size]
+        if kind == 9 and len(body) >= 2:
+            b0 = body[0]
+            if b0 & 0x80:                     # enhanced FLV: packet type in the low bits
+                if (b0 >> 4) & 0x07 == 1 and b0 & 0x0F in (1, 3):
+                    return pos + 11
+            elif b0 >> 4 == 1 and body[1] == 1:
+                return pos + 11
+        pos += 11 + size + 4
+    return None
+
+
+async def first_byte_main(args) -> int:
+    import aiohttp
+
+    from sip28181.config import Config
+    from sip28181.device import DeviceSimulator
+    from sip28181.device.media import MediaOptions
+    from sip28181.server import Server
+
+    device, channel, token = "34020000001320000001", "34020000001310000001", "bench-token"
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="relay-first-"))
+    source = args.source or str(ROOT / "tests" / "data" / "ps" / "libmpeg_h264_g711a.ps")
+    config = Config(sip_host=HOST, sip_port=0, http_host=HOST, http_port=0, data_dir=tmp / "data",
+                    api_token=token, log_level="WARNING", media_bind=HOST, media_host=HOST,
+                    media_port_min=PORT_BASE, media_port_max=PORT_BASE + 999, media_linger=0.0,
+                    media_transport=args.transport)
+    server = Server(config)
+    await server.start()
+    sim = DeviceSimulator(device, server_id="34020000002000000001", server_host=HOST,
+                          server_port=server.sip_port, media=MediaOptions(source=source))
+    first_packet: list[float] = []
+    media = sim.media
+    original_send = media._send
+
+    def send(stream, packets):               # the device's first RTP packet, timed
+        if not first_packet and packets:
+            first_packet.append(time.perf_counter())
+        return original_send(stream, packets)
+
+    media._send = send
+    await sim.start()
+    rows = []
+    url = f"http://{HOST}:{server.http_port}/live/{device}/{channel}.flv?token={token}"
+    print(f"simulator ({source.rsplit('/', 1)[-1]}, {args.transport}) and server in this "
+          f"process; {args.repeat} requests, each on a fresh stream (linger 0)", flush=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(args.repeat):
+                first_packet.clear()
+                data = bytearray()
+                t_req = time.perf_counter()
+                t_first = t_key = None
+                async with session.get(url) as resp:
+                    if resp.status != 200:
+                        print("HTTP", resp.status, await resp.text())
+                        return 1
+                    async for chunk in resp.content.iter_any():
+                        now = time.perf_counter()
+                        if t_first is None:
+                            t_first = now
+                        data += chunk
+                        if first_key_offset(data) is not None:
+                            t_key = now
+                            break
+                rows.append((t_first - t_req, t_key - t_req,
+                             t_key - first_packet[0] if first_packet else float("nan")))
+                # the stream ends with the last viewer (linger 0); wait until it is gone
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    if not len(server.platform.streams):
+                        break
+    finally:
+        await sim.stop()
+        await server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    import statistics
+    for name, i in (("request → first body byte", 0), ("request → first keyframe byte", 1),
+                    ("device's first RTP packet → first keyframe byte", 2)):
+        values = sorted(1000 * r[i] for r in rows)
+        print(f"{name:48} median {statistics.median(values):7.1f} ms  "
+              f"min {values[0]:7.1f}  max {values[-1]:7.1f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -496,6 +684,18 @@ def main(argv: list[str] | None = None) -> int:
     streams.add_argument("--viewers", choices=("queue", "http", "none"), default="queue",
                          help="one FLV viewer per stream drained in this process (queue), real "
                               "HTTP-FLV clients in a process on the sender core (http), none")
+    fanout = sub.add_parser("fanout", help="(b) one stream to many HTTP-FLV viewers")
+    fanout.add_argument("--viewers", type=int, default=1000)
+    fanout.add_argument("--clients", type=int, default=2, help="client processes")
+    fanout.add_argument("--seconds", type=float, default=10.0)
+    fanout.add_argument("--warmup", type=float, default=3.0)
+    fanout.add_argument("--recording-seconds", type=int, default=20)
+    fanout.add_argument("--cache-dir", type=pathlib.Path, default=cache_dir_default())
+    first = sub.add_parser("first-byte", help="(c) HTTP-FLV request to first keyframe byte")
+    first.add_argument("--repeat", type=int, default=20)
+    first.add_argument("--transport", default="udp",
+                       choices=("udp", "tcp-passive", "tcp-active"))
+    first.add_argument("--source", default=None, help="PS file the simulator streams")
     hidden = sub.add_parser("_viewers")
     hidden.add_argument("host")
     hidden.add_argument("port", type=int)
@@ -508,12 +708,11 @@ def main(argv: list[str] | None = None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.sched_setaffinity(0, {INGEST_CORE})
-    if args.command == "streams":
-        if args.loop == "uvloop":
-            import uvloop
-            return uvloop.run(streams_main(args))
-        return asyncio.run(streams_main(args))
-    return 2
+    entry = {"streams": streams_main, "fanout": fanout_main, "first-byte": first_byte_main}
+    if getattr(args, "loop", "uvloop") == "uvloop":
+        import uvloop
+        return uvloop.run(entry[args.command](args))
+    return asyncio.run(entry[args.command](args))
 
 
 if __name__ == "__main__":
