@@ -132,10 +132,21 @@ def process_cpu(pid: int | str = "self") -> float:
 
 
 def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped at full receive buffers (RcvbufErrors; InErrors counts them
+    too, with checksum and memory errors)."""
     with open("/proc/net/snmp") as f:
         lines = [line.split() for line in f if line.startswith("Udp:")]
     header, values = lines[0], lines[1]
-    return int(values[header.index("RcvbufErrors")])
+    return int(values[header.index("InErrors")])
+
+
+async def loop_lag(out: list[float]) -> None:
+    """Worst delay of a 10 ms timer: how long the event loop went without coming back."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(0.01)
+        out[0] = max(out[0], loop.time() - t - 0.01)
 
 
 def softnet_drops() -> int:
@@ -379,14 +390,22 @@ async def run_rung(mode: str, count: int, args, pack: pathlib.Path, sender: path
                 str(spec), *(["gso"] if args.gso else []), stdout=asyncio.subprocess.PIPE))
         await asyncio.sleep(args.warmup)
         gc.collect()
+        lag = [0.0]
+        lag_task = asyncio.ensure_future(loop_lag(lag))
         p0, b0, l0, e0 = totals(targets)
         v0 = server.sent() if server is not None else sum(t.viewer_bytes for t in targets)
         cpu0, all0, drops0, t0 = time.process_time(), all_process_cpu(), udp_rcvbuf_errors(), \
             time.monotonic()
         backlog0 = softnet_drops()
-        senders0 = {proc.pid: process_cpu(proc.pid) for proc in procs}
+        senders0 = {}
+        for proc in procs:
+            try:
+                senders0[proc.pid] = process_cpu(proc.pid)
+            except OSError:
+                print(f"  process {proc.pid} ended early (status {proc.returncode})", flush=True)
         await asyncio.sleep(args.seconds)
         p1, b1, l1, e1 = totals(targets)
+        lag_task.cancel()
         v1 = server.sent() if server is not None else sum(t.viewer_bytes for t in targets)
         cpu1, all1, drops1, t1 = time.process_time(), all_process_cpu(), udp_rcvbuf_errors(), \
             time.monotonic()
@@ -422,7 +441,9 @@ async def run_rung(mode: str, count: int, args, pack: pathlib.Path, sender: path
         shutil.rmtree(workdir, ignore_errors=True)
     sent = late = worst = errors = 0
     viewer_info = ""
-    for line in outputs:
+    for proc, line in zip(procs, outputs):
+        if proc.returncode:
+            print(f"  process {proc.pid} exited with status {proc.returncode}", flush=True)
         fields = dict(item.split("=") for item in line.split())
         if "sent" not in fields:
             viewer_info = line.strip()
@@ -443,7 +464,7 @@ async def run_rung(mode: str, count: int, args, pack: pathlib.Path, sender: path
         "count_loss": 1 - received_total / sent if sent else 1.0,
         "cpu": (cpu1 - cpu0) / wall, "sender_cpu": sender_cpu / wall,
         "other_cpu": other_cpu / wall, "rcvbuf_drops": drops1 - drops0,
-        "backlog_drops": backlog1 - backlog0,
+        "backlog_drops": backlog1 - backlog0, "loop_lag_ms": 1000 * lag[0],
         "sender_late_steps": late, "sender_worst_lag_ms": worst, "sender_errors": errors,
         "viewer_mbit": viewer_rate * 8 / 1e6, "viewer_info": viewer_info, "rss": rss,
     }
@@ -461,8 +482,8 @@ def report(row: dict) -> None:
           f"pkt/s  {row['mbit'] / 1e3:5.2f} Gbit/s  "
           f"loss {100 * row['loss']:7.3f}% (count {100 * row['count_loss']:6.3f}%)  "
           f"ingest CPU {100 * row['cpu']:4.0f}%  senders+clients {100 * row['sender_cpu']:4.0f}%  "
-          f"others {100 * row['other_cpu']:4.0f}%  drops: rcvbuf {row['rcvbuf_drops']:6d} "
-          f"backlog {row['backlog_drops']:6d}  "
+          f"others {100 * row['other_cpu']:4.0f}%  drops: udp {row['rcvbuf_drops']:6d} "
+          f"backlog {row['backlog_drops']:6d}  loop lag {row['loop_lag_ms']:4.0f} ms  "
           f"sender late {row['sender_late_steps']:4d} (worst {row['sender_worst_lag_ms']} ms, "
           f"{row['sender_errors']} send errors)  "
           f"RSS {row['rss']:5.0f} MiB  FLV out {row['viewer_mbit'] / 1e3:5.2f} Gbit/s  "
