@@ -22,6 +22,10 @@ TOML layout (see ``examples/sip28181.toml``)::
     [keepalive] interval count
     [http]      host port api_token
     [store]     backend flush_interval
+    [catalog]   query_on_register query_delay timeout idle_timeout notify_status subscribe
+                subscribe_expires
+    [alarm]     respond subscribe subscribe_expires position_subscribe position_interval
+    [query]     timeout
     [log]       level
     [media]     host bind port_min port_max single_port transport linger no_media_timeout
                 invite_timeout gop_cache viewer_queue
@@ -294,6 +298,32 @@ OPTIONS: tuple[Option, ...] = (
            "where the device registry lives: 'sqlite' (in data_dir) or 'memory'", flag="--store"),
     Option("store_flush_interval", ("store", "flush_interval"), _Float(0.0, exclusive=True),
            "seconds between batched writes of live device state to the store"),
+    Option("catalog_query_on_register", ("catalog", "query_on_register"), _Bool(),
+           "query DeviceInfo and the catalog of a device after it registers"),
+    Option("catalog_query_delay", ("catalog", "query_delay"), _Float(0.0),
+           "seconds between a registration and the catalog query that follows it"),
+    Option("catalog_timeout", ("catalog", "timeout"), _Float(0.0, exclusive=True),
+           "seconds a catalog query waits for the first answer packet"),
+    Option("catalog_idle_timeout", ("catalog", "idle_timeout"), _Float(0.0, exclusive=True),
+           "seconds a catalog answer may pause between packets before it is kept as partial"),
+    Option("catalog_notify_status", ("catalog", "notify_status"), _Bool(),
+           "apply ON/OFF/VLOST/DEFECT catalog notifications (off for platforms sending bogus ones)"),
+    Option("catalog_subscribe", ("catalog", "subscribe"), _Bool(),
+           "subscribe to catalog changes of every device that registers"),
+    Option("catalog_subscribe_expires", ("catalog", "subscribe_expires"), _Int(30),
+           "requested length of catalog subscriptions, seconds (refreshed before expiry)"),
+    Option("alarm_respond", ("alarm", "respond"), _Bool(),
+           "acknowledge each alarm with a Response MESSAGE (Result OK) besides the SIP 200"),
+    Option("alarm_subscribe", ("alarm", "subscribe"), _Bool(),
+           "subscribe to the alarms of every device that registers"),
+    Option("alarm_subscribe_expires", ("alarm", "subscribe_expires"), _Int(30),
+           "requested length of alarm and mobile-position subscriptions, seconds"),
+    Option("position_subscribe", ("alarm", "position_subscribe"), _Bool(),
+           "subscribe to the mobile positions of every device that registers"),
+    Option("position_interval", ("alarm", "position_interval"), _Int(1),
+           "position report interval asked for in mobile-position subscriptions, seconds"),
+    Option("query_timeout", ("query", "timeout"), _Float(0.0, exclusive=True),
+           "seconds a device has to answer a query or a control (DeviceInfo, RecordInfo, PTZ...)"),
     Option("log_level", ("log", "level"), _Str(choices=LOG_LEVELS, upper=True),
            "log level: " + ", ".join(LOG_LEVELS), flag="--log-level"),
     Option("media_host", ("media", "host"), _Str(optional=True),
@@ -439,6 +469,33 @@ class Config:
     """Bytes of the GOP cache per stream."""
     media_viewer_queue: int = 4 * 1024 * 1024
     """Bytes queued per viewer before the drop policy applies (:mod:`media.relay`)."""
+    # Device management
+    catalog_query_on_register: bool = True
+    """Query DeviceInfo and the catalog after a device registers (PROTOCOL §3.5)."""
+    catalog_query_delay: float = 0.5
+    """Seconds between a registration and that query."""
+    catalog_timeout: float = 30.0
+    """Seconds a catalog query waits for its first answer packet."""
+    catalog_idle_timeout: float = 10.0
+    """Seconds without a packet after which a catalog answer is kept as partial."""
+    catalog_notify_status: bool = True
+    """Apply ON/OFF/VLOST/DEFECT catalog notifications to channel status."""
+    catalog_subscribe: bool = False
+    """SUBSCRIBE to catalog changes of devices when they register."""
+    catalog_subscribe_expires: int = 3600
+    """Requested catalog subscription length, seconds."""
+    alarm_respond: bool = True
+    """Answer each alarm MESSAGE with ``Response Alarm Result OK`` (besides the SIP 200)."""
+    alarm_subscribe: bool = False
+    """SUBSCRIBE to alarms of devices when they register."""
+    alarm_subscribe_expires: int = 3600
+    """Requested alarm and mobile-position subscription length, seconds."""
+    position_subscribe: bool = False
+    """SUBSCRIBE to mobile positions of devices when they register."""
+    position_interval: int = 5
+    """Report interval asked for in mobile-position subscriptions, seconds."""
+    query_timeout: float = 10.0
+    """Seconds a device has to answer a query or control."""
 
     # Cascade
     upper: tuple[Mapping[str, Any], ...] = ()

@@ -19,9 +19,13 @@ DESCRIPTION = ("GB/T 28181 platform API. Authenticate with `Authorization: Beare
 
 
 def build_router(metrics: Metrics | None = None) -> ApiRouter:
+    from . import alarms, channels, control, events, stats
+
     api = ApiRouter(prefix="/api/v1", title="sip28181", version=__version__, description=DESCRIPTION)
     register_routes(api)
     register_media_routes(api)
+    for module in (channels, control, alarms, events, stats):
+        module.register_routes(api)
     if metrics is not None:
         metrics.register(api)
     return api
@@ -31,4 +35,6 @@ def build_app(platform: Platform, *, token: str | None, metrics: Metrics | None 
     app = create_app(build_router(metrics), token=token)
     app[PLATFORM] = platform
     app[STARTED] = time.monotonic()
+    from .events import install as install_event_streams
+    install_event_streams(app)
     return app

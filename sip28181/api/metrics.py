@@ -64,6 +64,8 @@ class Metrics:
         self.presence_changes = Counter(
             "sip28181_presence_changes", "Device online/offline transitions",
             ["status"], registry=r)
+        self.alarms = Counter(
+            "sip28181_alarms", "Alarm notifications received, by AlarmMethod", ["method"], registry=r)
         self.media_streams = Gauge(
             "sip28181_media_streams", "Media streams currently open (one per channel and kind)",
             registry=r)

@@ -28,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", type=int, default=3600)
     p.add_argument("--keepalive-interval", type=float, default=60.0)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--channels", type=int, default=1, help="video channels per device (type 131 IDs in its domain)")
+    p.add_argument("--groups", type=int, default=0,
+                   help="virtual organisations (under one business group) the channels are spread over")
+    p.add_argument("--items-per-message", type=int, default=2, help="catalog/record items per MESSAGE")
+    p.add_argument("--window", type=int, default=1,
+                   help="catalog packets awaiting their 200 OK at once (1: each after the previous one)")
+    p.add_argument("--pacing", type=float, default=0.0, help="seconds between two catalog packets")
+    p.add_argument("--charset", choices=("GB2312", "GBK", "GB18030", "UTF-8"), default="GB2312",
+                   help="charset of MANSCDP bodies")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -39,7 +48,9 @@ async def amain(args: argparse.Namespace) -> int:
                         server_port=args.server_port, domain=args.domain, password=args.password,
                         transport=args.transport, local_host=args.local_host,
                         local_port=args.local_port if args.count == 1 else 0, expires=args.expires,
-                        keepalive_interval=args.keepalive_interval)
+                        keepalive_interval=args.keepalive_interval, channels=args.channels, charset=args.charset,
+                        management={"groups": args.groups, "items_per_message": args.items_per_message,
+                                    "window": args.window, "pacing": args.pacing})
         for i in range(args.count)
     ]
     stop = asyncio.Event()
@@ -73,6 +84,8 @@ def run(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     if args.count < 1:
         raise SystemExit("--count must be at least 1")
+    if not 0 <= args.channels <= 999_999:
+        raise SystemExit("--channels must be in 0..999999")
     return asyncio.run(amain(args))
 
 

@@ -17,6 +17,7 @@ from ..manscdp.charset import encode_body
 from ..sip.auth import DigestClient
 from ..sip.message import Request, Response
 from ..transport import Flow
+from .management import DeviceManagement
 
 if TYPE_CHECKING:
     from .media import MediaOptions
@@ -43,8 +44,8 @@ class DeviceSimulator:
                  password: str = "12345678", transport: str = "udp", local_host: str = "127.0.0.1",
                  local_port: int = 0, expires: int = 3600, keepalive_interval: float = 60.0,
                  keepalive_failures: int = 3, request_timeout: float = 5.0, name: str | None = None,
-                 charset: str = "GB2312", user_agent: str = "sip28181-device",
-                 media: "MediaOptions | None" = None) -> None:
+                 charset: str = "GB2312", user_agent: str = "sip28181-device", channels: int = 1,
+                 management: dict | None = None, media: "MediaOptions | None" = None) -> None:
         self.device_id = device_id
         self.server_id = server_id
         self.server_host = server_host
@@ -77,6 +78,11 @@ class DeviceSimulator:
         from .media import DeviceMedia
         #: The media side: answers INVITE, streams PS over RTP (see :mod:`.media`).
         self.media = DeviceMedia(self, media)
+        #: MANSCDP behaviour (queries, controls, alarms, subscriptions); ``management`` holds its
+        #: options (items_per_message, window, pacing, groups...).
+        self.management = DeviceManagement(self, channels=channels, **(management or {}))
+        self.request_handlers["MESSAGE"] = self.management.on_message
+        self.request_handlers["SUBSCRIBE"] = self.management.on_subscribe
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, *, register: bool = True, keepalive: bool = True) -> None:
@@ -107,10 +113,11 @@ class DeviceSimulator:
     async def __aexit__(self, *exc) -> None:
         await self.stop()
 
-    def _spawn(self, coro, name: str) -> None:
+    def _spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.device_id} {name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- signalling ---------------------------------------------------------------------------------
     async def server_flow(self) -> Flow:
@@ -177,6 +184,19 @@ class DeviceSimulator:
             "MESSAGE", self.server_uri, from_uri=self.uri, to_uri=self.server_uri, flow=flow, cseq=1,
             body=encode_body(xml, self.charset), content_type="Application/MANSCDP+xml")
         return await self.endpoint.request(request, flow, timeout=self.request_timeout)
+
+    async def send_alarm(self, *args, **kwargs):
+        """Raise an alarm (:meth:`DeviceManagement.send_alarm`)."""
+        return await self.management.send_alarm(*args, **kwargs)
+
+    async def notify_catalog(self, *args, **kwargs):
+        """Announce a catalog change (:meth:`DeviceManagement.notify_catalog`)."""
+        return await self.management.notify_catalog(*args, **kwargs)
+
+    @property
+    def ptz_log(self):
+        """PTZ commands received, decoded (:attr:`DeviceManagement.ptz_log`)."""
+        return self.management.ptz_log
 
     async def keepalive(self) -> Response:
         xml = (f"<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n<SN>{self.next_sn()}</SN>\r\n"

@@ -21,6 +21,7 @@ from ..endpoint import SipEndpoint
 from ..sip.dialog import new_tag
 from .bus import EventBus
 from .events import DeviceOffline, DeviceOnline, DeviceRegistered, RegistrationRefused
+from .management import DeviceManagement
 from .presence import Presence
 from .registrar import Registrar, RegistrarSettings
 from .registry import DeviceState, Registry
@@ -78,6 +79,8 @@ class Platform:
         #: server once the media ports are open; None in a platform without media.
         self.streams: Any = None
         self._bind_gauges()
+        #: catalog, queries, control, alarms, subscriptions, statistics (see :mod:`.management`)
+        self.management = DeviceManagement(self)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -96,6 +99,7 @@ class Platform:
                     flow=Flow(record.transport, record.remote_host, record.remote_port)
                     if record.transport and record.remote_host and record.remote_port else None,
                 ))
+        await self.management.start()
         cfg = self.config
         await self.endpoint.start(cfg.sip_host, cfg.sip_port, advertised_host=cfg.external_host,
                                   udp="udp" in cfg.sip_transports, tcp="tcp" in cfg.sip_transports)
@@ -120,6 +124,7 @@ class Platform:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.management.stop()
         await self.flush()
         if self.store is not None:
             await self.store.close()
@@ -150,6 +155,7 @@ class Platform:
         if self.store is None:
             self.registry.take_dirty()
             self._presence_events.clear()
+            await self.management.flush()
             return
 
         async with self._flush_lock:
@@ -166,6 +172,7 @@ class Platform:
                     self.registry.mark(s.device_id)
                 self._presence_events[:0] = events
                 raise
+            await self.management.flush()
 
     @staticmethod
     def _record(s: DeviceState) -> DeviceRecord:
@@ -386,7 +393,41 @@ class Platform:
             raise NotFoundError(f"device {device_id} not found")
         if state.status == "online":
             self.events.publish(DeviceOffline(device_id, time.time(), "deleted"))
+        self.management.forget(device_id)
         if self.store is not None:
             async with self._flush_lock:    # a flush in progress must not write it back afterwards
                 await self.store.delete_device(device_id)
 
+
+    # -- device management (thin delegates; see :mod:`.management`) ----------------------------------
+    async def query_catalog(self, device_id: str, *, timeout: float | None = None):
+        """Query and apply the catalog of ``device_id`` (a :class:`~.catalog.CatalogResult`)."""
+        return await self.management.catalog.query(device_id, timeout=timeout)
+
+    def channels(self, device_id: str):
+        """The channels of ``device_id`` known from its catalog (NotFoundError for an unknown device)."""
+        self.device(device_id)
+        return self.management.catalog.channels(device_id)
+
+    async def query_device_info(self, device_id: str, **kw):
+        return await self.management.device_info(device_id, **kw)
+
+    async def query_device_status(self, device_id: str, **kw):
+        return await self.management.device_status(device_id, **kw)
+
+    async def query_record_info(self, device_id: str, channel_id: str, start, end, **kw):
+        return await self.management.record_info(device_id, channel_id, start, end, **kw)
+
+    async def query_presets(self, device_id: str, channel_id: str | None = None, **kw):
+        return await self.management.presets(device_id, channel_id, **kw)
+
+    async def config_download(self, device_id: str, config_types="BasicParam", **kw):
+        return await self.management.config_download(device_id, config_types, **kw)
+
+    async def ptz(self, device_id: str, channel_id: str | None, action, speed: int | None = None, **params):
+        return await self.management.control.ptz(device_id, channel_id, action, speed, **params)
+
+    async def device_control(self, device_id: str, command: str, channel_id: str | None = None, **params):
+        """``command``: tele_boot, record, guard, reset_alarm, iframe, drag_zoom, home_position, config
+        (the methods of :class:`~.control.Control`)."""
+        return await self.management.device_control(device_id, command, channel_id, **params)

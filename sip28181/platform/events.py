@@ -65,3 +65,43 @@ class StreamStopped:
 
 
 Event = DeviceRegistered | DeviceUnregistered | DeviceOnline | DeviceOffline | RegistrationRefused | StreamStarted | StreamStopped
+
+
+# -- device management ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CatalogUpdated:
+    """A device's channel list changed (a catalog answer, late packets, or a catalog NOTIFY)."""
+    device_id: str
+    added: int
+    updated: int
+    removed: int
+    partial: bool           # True unless a complete catalog answer (which may remove channels)
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatusChanged:
+    device_id: str
+    channel_id: str
+    status: str             # "ON" / "OFF"
+    event: str              # the catalog event: "ON", "OFF", "VLOST", "DEFECT"
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmReceived:
+    """An alarm from a device, as stored (``alarm`` is a :class:`~sip28181.store.base.AlarmRecord`)."""
+    device_id: str
+    alarm: object
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MobilePositionReceived:
+    device_id: str
+    position: object        # a :class:`~sip28181.store.base.MobilePositionRecord`
+    at: float
+
+
+ManagementEvent = CatalogUpdated | ChannelStatusChanged | AlarmReceived | MobilePositionReceived

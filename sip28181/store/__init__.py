@@ -1,4 +1,4 @@
-"""Persistence for the device registry and presence history.
+"""Persistence for the device registry, presence history, catalogs, alarms and positions.
 
 :func:`create_store` picks the backend named by ``config.store`` from :data:`STORES`;
 :func:`open_store` also opens it. The server owns the store and closes it at shutdown.
@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from .base import DEVICE_STATUSES, DeviceRecord, DeviceStatus, PresenceEvent, Store, StoreError
+from .base import (DEVICE_STATUSES, AlarmFilter, AlarmRecord, ChannelRecord, DeviceRecord, DeviceStatus,
+                   MobilePositionRecord, PresenceEvent, PresenceSummary, Store, StoreError)
 from .memory import MemoryStore
 from .sqlite import SqliteStore
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from ..config import Config
 
 __all__ = [
+    "AlarmFilter", "AlarmRecord", "ChannelRecord", "MobilePositionRecord", "PresenceSummary",
     "DEVICE_STATUSES", "DeviceRecord", "DeviceStatus", "MemoryStore", "PresenceEvent", "STORES",
     "SqliteStore", "Store", "StoreError", "create_store", "open_store",
 ]

@@ -18,8 +18,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ..errors import LocalProtocolError, Sip28181Error
 
 __all__ = [
-    "DEVICE_STATUSES", "DeviceRecord", "DeviceStatus", "PresenceEvent", "Store", "StoreError",
-    "TRANSPORTS",
+    "AlarmFilter", "AlarmRecord", "ChannelRecord", "DEVICE_STATUSES", "DeviceRecord", "DeviceStatus",
+    "MobilePositionRecord", "PresenceEvent", "PresenceSummary", "Store", "StoreError", "TRANSPORTS",
 ]
 
 DeviceStatus = Literal["online", "offline"]
@@ -92,6 +92,115 @@ class PresenceEvent:
             raise LocalProtocolError(f"status must be 'online' or 'offline', got {self.status!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceSummary:
+    """First and last presence changes of one device (``None``: never)."""
+
+    device_id: str
+    first_online_at: float | None = None
+    last_online_at: float | None = None
+    last_offline_at: float | None = None
+
+
+@dataclass(slots=True)
+class ChannelRecord:
+    """One catalog node reported by a device (a channel, or a region/group/organisation node).
+
+    ``device_id`` is the registered device that reported it (an NVR or a lower platform), the
+    key is ``(device_id, channel_id)``. ``parent_id`` is kept as sent (2022 allows ``a/b``);
+    ``fields`` holds every other element of the catalog item (``Info`` included) as sent.
+    """
+
+    device_id: str
+    channel_id: str
+    name: str | None = None
+    kind: str = "channel"
+    """``region``, ``business_group``, ``virtual_org``, ``system`` or ``channel`` (PROTOCOL §5.4.3)."""
+    status: str = "ON"
+    """``ON`` or ``OFF`` (ONLINE/OFFLINE/OK/missing read leniently)."""
+    fault: str | None = None
+    """``VLOST`` or ``DEFECT`` after such a catalog event, cleared by ``ON``."""
+    parent_id: str | None = None
+    business_group_id: str | None = None
+    civil_code: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    address: str | None = None
+    parental: int | None = None
+    longitude: float | None = None
+    latitude: float | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    created_at: float | None = None
+    updated_at: float | None = None
+
+    def copy(self) -> ChannelRecord:
+        return dataclasses.replace(self, fields=dict(self.fields))
+
+
+@dataclass(slots=True)
+class AlarmRecord:
+    """One alarm notification, every field kept (PROTOCOL §5.8, HJ draft Appendix C).
+
+    ``at`` is when the platform received it (epoch seconds, what searches use); ``alarm_time`` is
+    the device's local time as sent. ``alarm_type`` is an integer (HJ types exceed 255).
+    """
+
+    device_id: str
+    """The registered device that sent it."""
+    alarm_device_id: str
+    """``DeviceID`` of the body (the alarming channel or the device itself)."""
+    at: float
+    sn: int | None = None
+    priority: int | None = None
+    method: int | None = None
+    alarm_type: int | None = None
+    alarm_time: str | None = None
+    description: str | None = None
+    longitude: float | None = None
+    latitude: float | None = None
+    event_type: int | None = None
+    alarm_type_param: dict[str, Any] = field(default_factory=dict)
+    image_urls: list[str] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    """Every ``Info`` element as a dict of its children, in order."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    """Assigned by the store."""
+
+    def copy(self) -> AlarmRecord:
+        return dataclasses.replace(self, alarm_type_param=dict(self.alarm_type_param),
+                                   image_urls=list(self.image_urls),
+                                   infos=[dict(i) for i in self.infos], extra=dict(self.extra))
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """Search criteria for alarms; every field optional. ``since <= at < until``."""
+
+    since: float | None = None
+    until: float | None = None
+    device_id: str | None = None
+    """Matches the sending device or the alarm's own DeviceID."""
+    alarm_type: int | None = None
+    method: int | None = None
+    priority: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MobilePositionRecord:
+    """One position report (PROTOCOL §5.9)."""
+
+    device_id: str
+    target_id: str
+    at: float
+    time: str | None = None
+    longitude: float | None = None
+    latitude: float | None = None
+    speed: float | None = None
+    direction: float | None = None
+    altitude: float | None = None
+
+
 @runtime_checkable
 class Store(Protocol):
     """Async persistence for the device registry and presence history.
@@ -130,7 +239,9 @@ class Store(Protocol):
         ...
 
     async def delete_device(self, device_id: str) -> bool:
-        """Remove the device and its presence history; ``False`` when it was not there."""
+        """Remove the device, its channels and presence history; ``False`` when it was not there.
+
+        Alarms and positions stay: they are history."""
         ...
 
     async def add_presence_events(self, events: Sequence[PresenceEvent]) -> None:
@@ -157,6 +268,46 @@ class Store(Protocol):
         Used at startup: live state does not survive a restart, the registry does. Returns the
         number of devices changed.
         """
+        ...
+
+    async def presence_summary(self) -> dict[str, PresenceSummary]:
+        """Per device: first and last ``online`` event, last ``offline`` event (one query)."""
+        ...
+
+    # -- catalog ----------------------------------------------------------------------------------
+
+    async def upsert_channels(self, records: Sequence[ChannelRecord]) -> None:
+        """Insert or replace channels (keyed by ``(device_id, channel_id)``) in one transaction;
+        ``created_at`` of an existing row is kept."""
+        ...
+
+    async def delete_channels(self, device_id: str, channel_ids: Sequence[str] | None = None) -> int:
+        """Remove the named channels of ``device_id`` (all of them with ``None``); the count."""
+        ...
+
+    async def list_channels(self, device_id: str | None = None) -> list[ChannelRecord]:
+        """Channels of one device (or all), ordered by ``(device_id, channel_id)``."""
+        ...
+
+    # -- alarms and positions ---------------------------------------------------------------------
+
+    async def add_alarms(self, records: Sequence[AlarmRecord]) -> None:
+        """Append alarms in one transaction (``id`` is assigned, the records are not changed)."""
+        ...
+
+    async def search_alarms(self, where: AlarmFilter, *, offset: int = 0, limit: int | None = 100,
+                            newest_first: bool = True) -> list[AlarmRecord]:
+        ...
+
+    async def count_alarms(self, where: AlarmFilter) -> int:
+        ...
+
+    async def add_mobile_positions(self, records: Sequence[MobilePositionRecord]) -> None:
+        ...
+
+    async def mobile_positions(self, target_id: str | None = None, since: float | None = None,
+                               until: float | None = None, limit: int = 1000) -> list[MobilePositionRecord]:
+        """Positions of one channel/device ID (or all), oldest first, ``since <= at < until``."""
         ...
 
 

@@ -11,7 +11,8 @@ import bisect
 import time
 from collections.abc import Sequence
 
-from .base import DeviceRecord, PresenceEvent, StoreError, check_paging, check_status
+from .base import (AlarmFilter, AlarmRecord, ChannelRecord, DeviceRecord, MobilePositionRecord,
+                   PresenceEvent, PresenceSummary, StoreError, check_paging, check_status)
 
 __all__ = ["MemoryStore"]
 
@@ -24,6 +25,9 @@ class MemoryStore:
         self._devices: dict[str, DeviceRecord] = {}
         # Kept sorted by ``at``; insort keeps equal times in insertion order.
         self._events: list[PresenceEvent] = []
+        self._channels: dict[tuple[str, str], ChannelRecord] = {}
+        self._alarms: list[AlarmRecord] = []        # in insertion order (ids ascending)
+        self._positions: list[MobilePositionRecord] = []
 
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._devices)} devices {'open' if self._open else 'closed'}>"
@@ -86,6 +90,8 @@ class MemoryStore:
         self._check_open()
         existed = self._devices.pop(device_id, None) is not None
         self._events = [e for e in self._events if e.device_id != device_id]
+        for key in [k for k in self._channels if k[0] == device_id]:
+            del self._channels[key]
         return existed
 
     async def set_all_offline(self, at: float, reason: str) -> int:
@@ -130,6 +136,102 @@ class MemoryStore:
         cut = bisect.bisect_left(self._events, before, key=_at)
         del self._events[:cut]
         return cut
+
+
+    async def presence_summary(self) -> dict[str, PresenceSummary]:
+        self._check_open()
+        first: dict[str, float] = {}
+        last_on: dict[str, float] = {}
+        last_off: dict[str, float] = {}
+        for e in self._events:
+            if e.status == "online":
+                first.setdefault(e.device_id, e.at)
+                last_on[e.device_id] = e.at
+            else:
+                last_off[e.device_id] = e.at
+        return {d: PresenceSummary(d, first.get(d), last_on.get(d), last_off.get(d))
+                for d in {*first, *last_off}}
+
+    # -- catalog ---------------------------------------------------------------------------------
+
+    async def upsert_channels(self, records: Sequence[ChannelRecord]) -> None:
+        self._check_open()
+        now = time.time()
+        for record in records:
+            stored = record.copy()
+            key = (record.device_id, record.channel_id)
+            old = self._channels.get(key)
+            if old is not None:
+                stored.created_at = old.created_at
+            elif stored.created_at is None:
+                stored.created_at = now
+            if stored.updated_at is None:
+                stored.updated_at = now
+            self._channels[key] = stored
+
+    async def delete_channels(self, device_id: str, channel_ids: Sequence[str] | None = None) -> int:
+        self._check_open()
+        if channel_ids is None:
+            keys = [k for k in self._channels if k[0] == device_id]
+        else:
+            keys = [k for c in channel_ids if (k := (device_id, c)) in self._channels]
+        for key in keys:
+            del self._channels[key]
+        return len(keys)
+
+    async def list_channels(self, device_id: str | None = None) -> list[ChannelRecord]:
+        self._check_open()
+        return [self._channels[k].copy() for k in sorted(self._channels)
+                if device_id is None or k[0] == device_id]
+
+    # -- alarms and positions --------------------------------------------------------------------
+
+    async def add_alarms(self, records: Sequence[AlarmRecord]) -> None:
+        self._check_open()
+        next_id = (self._alarms[-1].id or 0) + 1 if self._alarms else 1
+        for i, record in enumerate(records):
+            stored = record.copy()
+            stored.id = next_id + i
+            self._alarms.append(stored)
+
+    def _matching(self, where: AlarmFilter) -> list[AlarmRecord]:
+        return [a for a in self._alarms
+                if (where.since is None or a.at >= where.since)
+                and (where.until is None or a.at < where.until)
+                and (where.device_id is None or where.device_id in (a.device_id, a.alarm_device_id))
+                and (where.alarm_type is None or a.alarm_type == where.alarm_type)
+                and (where.method is None or a.method == where.method)
+                and (where.priority is None or a.priority == where.priority)]
+
+    async def search_alarms(self, where: AlarmFilter, *, offset: int = 0, limit: int | None = 100,
+                            newest_first: bool = True) -> list[AlarmRecord]:
+        self._check_open()
+        check_paging(offset, limit)
+        found = sorted(self._matching(where), key=lambda a: (a.at, a.id or 0), reverse=newest_first)
+        end = None if limit is None else offset + limit
+        return [a.copy() for a in found[offset:end]]
+
+    async def count_alarms(self, where: AlarmFilter) -> int:
+        self._check_open()
+        return len(self._matching(where))
+
+    async def add_mobile_positions(self, records: Sequence[MobilePositionRecord]) -> None:
+        self._check_open()
+        for record in records:
+            bisect.insort(self._positions, record, key=_pos_at)
+
+    async def mobile_positions(self, target_id: str | None = None, since: float | None = None,
+                               until: float | None = None, limit: int = 1000) -> list[MobilePositionRecord]:
+        self._check_open()
+        check_paging(0, limit)
+        out = [p for p in self._positions
+               if (target_id is None or p.target_id == target_id)
+               and (since is None or p.at >= since) and (until is None or p.at < until)]
+        return out[:limit]
+
+
+def _pos_at(record: MobilePositionRecord) -> float:
+    return record.at
 
 
 def _at(event: PresenceEvent) -> float:

@@ -24,7 +24,8 @@ from typing import Any
 
 import aiosqlite
 
-from .base import DeviceRecord, PresenceEvent, StoreError, check_paging, check_status
+from .base import (AlarmFilter, AlarmRecord, ChannelRecord, DeviceRecord, MobilePositionRecord,
+                   PresenceEvent, PresenceSummary, StoreError, check_paging, check_status)
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
 
@@ -66,6 +67,67 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX presence_events_device_at ON presence_events (device_id, at)",
         "CREATE INDEX presence_events_at ON presence_events (at)",
     ),
+    (
+        """CREATE TABLE channels (
+            device_id TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            name TEXT,
+            kind TEXT NOT NULL DEFAULT 'channel',
+            status TEXT NOT NULL DEFAULT 'ON',
+            fault TEXT,
+            parent_id TEXT,
+            business_group_id TEXT,
+            civil_code TEXT,
+            manufacturer TEXT,
+            model TEXT,
+            address TEXT,
+            parental INTEGER,
+            longitude REAL,
+            latitude REAL,
+            fields TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (device_id, channel_id)
+        )""",
+        """CREATE TABLE alarms (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device_id TEXT NOT NULL,
+            alarm_device_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            sn INTEGER,
+            priority INTEGER,
+            method INTEGER,
+            alarm_type INTEGER,
+            alarm_time TEXT,
+            description TEXT,
+            longitude REAL,
+            latitude REAL,
+            event_type INTEGER,
+            alarm_type_param TEXT NOT NULL DEFAULT '{}',
+            image_urls TEXT NOT NULL DEFAULT '[]',
+            infos TEXT NOT NULL DEFAULT '[]',
+            extra TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX alarms_at ON alarms (at)",
+        "CREATE INDEX alarms_device_at ON alarms (device_id, at)",
+        "CREATE INDEX alarms_alarm_device_at ON alarms (alarm_device_id, at)",
+        "CREATE INDEX alarms_type_at ON alarms (alarm_type, at)",
+        "CREATE INDEX alarms_method_at ON alarms (method, at)",
+        """CREATE TABLE mobile_positions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device_id TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            time TEXT,
+            longitude REAL,
+            latitude REAL,
+            speed REAL,
+            direction REAL,
+            altitude REAL
+        )""",
+        "CREATE INDEX mobile_positions_target_at ON mobile_positions (target_id, at)",
+        "CREATE INDEX mobile_positions_at ON mobile_positions (at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -88,6 +150,67 @@ def _row_params(record: DeviceRecord, now: float) -> tuple[Any, ...]:
         values[_COLUMNS.index("updated_at")] = now
     values[_EXTRA_INDEX] = json.dumps(record.extra, ensure_ascii=False, separators=(",", ":"))
     return tuple(values)
+
+
+_CH_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ChannelRecord))
+_CH_LIST = ", ".join(_CH_COLUMNS)
+_CH_UPSERT = (
+    f"INSERT INTO channels ({_CH_LIST}) VALUES ({', '.join('?' for _ in _CH_COLUMNS)}) "
+    "ON CONFLICT (device_id, channel_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _CH_COLUMNS
+                if c not in ("device_id", "channel_id", "created_at"))
+)
+_CH_FIELDS = _CH_COLUMNS.index("fields")
+_AL_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AlarmRecord) if f.name != "id")
+_AL_JSON = ("alarm_type_param", "image_urls", "infos", "extra")
+_POS_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MobilePositionRecord))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _channel_params(record: ChannelRecord, now: float) -> tuple[Any, ...]:
+    values = [getattr(record, c) for c in _CH_COLUMNS]
+    if record.created_at is None:
+        values[_CH_COLUMNS.index("created_at")] = now
+    if record.updated_at is None:
+        values[_CH_COLUMNS.index("updated_at")] = now
+    values[_CH_FIELDS] = _json(record.fields)
+    return tuple(values)
+
+
+def _channel(row: Sequence[Any]) -> ChannelRecord:
+    values = list(row)
+    values[_CH_FIELDS] = json.loads(values[_CH_FIELDS]) if values[_CH_FIELDS] else {}
+    return ChannelRecord(*values)
+
+
+def _alarm(row: Sequence[Any]) -> AlarmRecord:
+    values = dict(zip(("id", *_AL_COLUMNS), row))
+    for name in _AL_JSON:
+        values[name] = json.loads(values[name]) if values[name] else ([] if name in ("image_urls", "infos") else {})
+    return AlarmRecord(**values)
+
+
+def _alarm_where(where: AlarmFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.since is not None:
+        clauses.append("at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        clauses.append("at < ?")
+        params.append(where.until)
+    if where.device_id is not None:
+        clauses.append("(device_id = ? OR alarm_device_id = ?)")
+        params += [where.device_id, where.device_id]
+    for name in ("alarm_type", "method", "priority"):
+        value = getattr(where, name)
+        if value is not None:
+            clauses.append(f"{name} = ?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def _record(row: Sequence[Any]) -> DeviceRecord:
@@ -240,6 +363,7 @@ class SqliteStore:
         counts = await self._write([
             ("DELETE FROM devices WHERE device_id = ?", (device_id,), False),
             ("DELETE FROM presence_events WHERE device_id = ?", (device_id,), False),
+            ("DELETE FROM channels WHERE device_id = ?", (device_id,), False),
         ])
         return counts[0] > 0
 
@@ -288,3 +412,88 @@ class SqliteStore:
     async def prune_presence_events(self, before: float) -> int:
         counts = await self._write([("DELETE FROM presence_events WHERE at < ?", (before,), False)])
         return counts[0]
+
+    async def presence_summary(self) -> dict[str, PresenceSummary]:
+        rows = await self._read(
+            "SELECT device_id, MIN(CASE WHEN status = 'online' THEN at END), "
+            "MAX(CASE WHEN status = 'online' THEN at END), "
+            "MAX(CASE WHEN status = 'offline' THEN at END) FROM presence_events GROUP BY device_id")
+        return {row[0]: PresenceSummary(*row) for row in rows}
+
+    # -- catalog ---------------------------------------------------------------------------------
+
+    async def upsert_channels(self, records: Sequence[ChannelRecord]) -> None:
+        if not records:
+            return
+        now = time.time()
+        await self._write([(_CH_UPSERT, [_channel_params(r, now) for r in records], True)])
+
+    async def delete_channels(self, device_id: str, channel_ids: Sequence[str] | None = None) -> int:
+        if channel_ids is None:
+            counts = await self._write([("DELETE FROM channels WHERE device_id = ?", (device_id,), False)])
+            return counts[0]
+        if not channel_ids:
+            return 0
+        counts = await self._write([("DELETE FROM channels WHERE device_id = ? AND channel_id = ?",
+                                     [(device_id, c) for c in channel_ids], True)])
+        return counts[0]
+
+    async def list_channels(self, device_id: str | None = None) -> list[ChannelRecord]:
+        sql = f"SELECT {_CH_LIST} FROM channels"
+        params: tuple[Any, ...] = ()
+        if device_id is not None:
+            sql += " WHERE device_id = ?"
+            params = (device_id,)
+        sql += " ORDER BY device_id, channel_id"
+        return [_channel(row) for row in await self._read(sql, params)]
+
+    # -- alarms and positions --------------------------------------------------------------------
+
+    async def add_alarms(self, records: Sequence[AlarmRecord]) -> None:
+        if not records:
+            return
+        rows = []
+        for r in records:
+            values = [getattr(r, c) for c in _AL_COLUMNS]
+            for name in _AL_JSON:
+                i = _AL_COLUMNS.index(name)
+                values[i] = _json(values[i])
+            rows.append(tuple(values))
+        await self._write([(f"INSERT INTO alarms ({', '.join(_AL_COLUMNS)}) "
+                            f"VALUES ({', '.join('?' for _ in _AL_COLUMNS)})", rows, True)])
+
+    async def search_alarms(self, where: AlarmFilter, *, offset: int = 0, limit: int | None = 100,
+                            newest_first: bool = True) -> list[AlarmRecord]:
+        check_paging(offset, limit)
+        clause, params = _alarm_where(where)
+        order = "DESC" if newest_first else "ASC"
+        sql = (f"SELECT id, {', '.join(_AL_COLUMNS)} FROM alarms{clause} "
+               f"ORDER BY at {order}, id {order} LIMIT ? OFFSET ?")
+        return [_alarm(row) for row in await self._read(sql, [*params, -1 if limit is None else limit, offset])]
+
+    async def count_alarms(self, where: AlarmFilter) -> int:
+        clause, params = _alarm_where(where)
+        rows = await self._read(f"SELECT COUNT(*) FROM alarms{clause}", params)
+        return int(rows[0][0])
+
+    async def add_mobile_positions(self, records: Sequence[MobilePositionRecord]) -> None:
+        if not records:
+            return
+        await self._write([(f"INSERT INTO mobile_positions ({', '.join(_POS_COLUMNS)}) "
+                            f"VALUES ({', '.join('?' for _ in _POS_COLUMNS)})",
+                            [tuple(getattr(r, c) for c in _POS_COLUMNS) for r in records], True)])
+
+    async def mobile_positions(self, target_id: str | None = None, since: float | None = None,
+                               until: float | None = None, limit: int = 1000) -> list[MobilePositionRecord]:
+        check_paging(0, limit)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("target_id = ?", target_id), ("at >= ?", since), ("at < ?", until)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        sql = f"SELECT {', '.join(_POS_COLUMNS)} FROM mobile_positions"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY at, id LIMIT ?"
+        return [MobilePositionRecord(*row) for row in await self._read(sql, [*params, limit])]

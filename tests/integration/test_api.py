@@ -69,6 +69,38 @@ async def test_openapi_document_is_complete_and_valid(server, api):
     paths = doc["paths"]
     assert set(paths) >= {"/api/v1/health", "/api/v1/devices", "/api/v1/devices/{device_id}", "/metrics"}
     assert set(paths["/api/v1/devices/{device_id}"]) >= {"get", "delete"}
+    management = {
+        "/api/v1/devices/{device_id}/channels": {"get"},
+        "/api/v1/devices/{device_id}/channels/{channel_id}": {"get"},
+        "/api/v1/devices/{device_id}/tree": {"get"},
+        "/api/v1/devices/{device_id}/catalog": {"post"},
+        "/api/v1/devices/{device_id}/info": {"get"},
+        "/api/v1/devices/{device_id}/status": {"get"},
+        "/api/v1/devices/{device_id}/config": {"get", "post"},
+        "/api/v1/devices/{device_id}/channels/{channel_id}/records": {"get"},
+        "/api/v1/devices/{device_id}/channels/{channel_id}/presets": {"get"},
+        "/api/v1/devices/{device_id}/channels/{channel_id}/ptz": {"post"},
+        "/api/v1/devices/{device_id}/control": {"post"},
+        "/api/v1/devices/{device_id}/subscriptions": {"get", "post"},
+        "/api/v1/devices/{device_id}/subscriptions/{kind}": {"delete"},
+        "/api/v1/devices/{device_id}/positions": {"get"},
+        "/api/v1/alarms": {"get"},
+        "/api/v1/events": {"get"},
+        "/api/v1/stats/online-rate": {"get"},
+        "/api/v1/stats/access-rate": {"get"},
+        "/api/v1/stats/devices/{list_name}": {"get"},
+    }
+    for path, methods in management.items():
+        assert set(paths[path]) >= methods, path
+        for method in methods:
+            op = paths[path][method]
+            assert op["summary"] and "400" in op["responses"] and "401" in op["responses"], (path, method)
+    # live queries document the device errors, bodies their validation errors
+    assert {"404", "502", "504"} <= set(paths["/api/v1/devices/{device_id}/info"]["get"]["responses"])
+    assert "422" in paths["/api/v1/devices/{device_id}/control"]["post"]["responses"]
+    ptz_body = paths["/api/v1/devices/{device_id}/channels/{channel_id}/ptz"]["post"]["requestBody"]
+    assert ptz_body["content"]["application/json"]["schema"]
+    assert "text/event-stream" in paths["/api/v1/events"]["get"]["responses"]["200"]["content"]
     from openapi_spec_validator import validate
 
     validate(doc)
