@@ -590,6 +590,11 @@ class MediaIngest:
             self._shared_sock = sock
             self._loop.add_reader(sock.fileno(), self._on_shared)
             log.info("media: shared UDP port %s:%d", self.host, self.shared_port)
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2   # Linux doubles it
+            if got < self._single_rcvbuf:
+                log.warning("media: the shared UDP port got a %d KiB receive buffer of the %d "
+                            "KiB asked (raise net.core.rmem_max): key-frame bursts of many "
+                            "streams may be dropped", got >> 10, self._single_rcvbuf >> 10)
         self._started = True
 
     async def close(self) -> None:
