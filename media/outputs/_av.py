@@ -38,6 +38,8 @@ TB90K = fractions.Fraction(1, 90000)
 WRAP = 1 << 33            # PES timestamps are 33 bits
 HALF_WRAP = 1 << 32
 VIDEO_CODECS = {"h264": "h264", "h265": "hevc"}
+#: Video codecs PS can carry (the PS demuxer's names); only :data:`VIDEO_CODECS` can be output.
+ANY_VIDEO = frozenset({"h264", "h265", "mpeg4", "svac"})
 #: Raw formats libavformat probes to learn a video stream's parameters from one keyframe.
 PROBE_FORMATS = {"h264": "h264", "h265": "hevc"}
 AUDIO_DECODERS = {"g711a": "pcm_alaw", "g711u": "pcm_mulaw", "aac": "aac", "mp2": "mp2",
@@ -243,6 +245,9 @@ class AvWriter:
                 self._write_one(frame)
                 continue
             if not self._pending:
+                if frame.codec in ANY_VIDEO and frame.codec not in VIDEO_CODECS:
+                    raise OutputError(f"video codec {frame.codec!r} is not supported "
+                                      "(H.264 and H.265 are)")
                 if frame.codec in VIDEO_CODECS and frame.keyframe:
                     self._pending.append(frame)
                 else:
