@@ -456,6 +456,11 @@ class ThreadedSink:
         self.on_end(reason)
 
     @property
+    def queued_frames(self) -> int:
+        """Frames waiting for the thread."""
+        return self._queued
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -89,7 +89,7 @@ def decode_jpeg(frames: Sequence[Frame], *, width: int | None = None, height: in
     encoder.width, encoder.height = w, h
     encoder.pix_fmt = "yuvj420p"
     encoder.time_base = fractions.Fraction(1, 25)
-    encoder.qscale = quality
+    encoder.qmin = encoder.qmax = quality    # the rate control can only pick this quantiser
     encoder.open()
     image = picture.reformat(width=w, height=h, format="yuvj420p")
     packets = encoder.encode(image) + encoder.encode(None)

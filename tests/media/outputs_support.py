@@ -68,7 +68,7 @@ def ffprobe(path: str) -> dict:
     import json
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-         "stream=codec_type,codec_name,nb_read_frames,width,height:format=duration", "-of", "json",
+         "stream=codec_type,codec_name,nb_read_frames,width,height,duration:format=duration", "-of", "json",
          str(path)], capture_output=True, text=True, timeout=60, check=True).stdout
     return json.loads(out)
 
