@@ -76,6 +76,12 @@ cdef class RtpPsReceiver:
     def ssrc(self):
         return None if self._ssrc < 0 else self._ssrc
 
+    @ssrc.setter
+    def ssrc(self, value):
+        if value is not None and not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError("ssrc must be within 0..2**32-1")
+        self._ssrc = -1 if value is None else value
+
     @property
     def payload_types(self):
         return self._payload_types

@@ -71,6 +71,14 @@ class RtpPsReceiver:
     def ssrc(self) -> int | None:
         return self._ssrc
 
+    @ssrc.setter
+    def ssrc(self, value: int | None) -> None:
+        """Change the accepted SSRC mid-stream (None: any), e.g. to lock onto the SSRC a device
+        actually sends when it ignored the one offered."""
+        if value is not None and not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError("ssrc must be within 0..2**32-1")
+        self._ssrc = value
+
     @property
     def payload_types(self) -> frozenset[int] | None:
         return self._payload_types

@@ -23,7 +23,9 @@ TOML layout (see ``examples/sip28181.toml``)::
     [http]      host port api_token
     [store]     backend flush_interval
     [log]       level
-    [devices."<20-digit ID>"]  password name
+    [media]     host bind port_min port_max single_port transport linger no_media_timeout
+                invite_timeout gop_cache viewer_queue
+    [devices."<20-digit ID>"]  password name transport (a channel ID too: transport only)
     [[upper]]   (cascade to upper platforms: kept raw for now)
 
 Unknown keys and tables are refused with a :class:`~sip28181.errors.ConfigError` naming them.
@@ -43,8 +45,8 @@ from typing import Any, Callable
 from .errors import ConfigError
 
 __all__ = [
-    "Config", "DeviceSettings", "ENV_PREFIX", "LOG_LEVELS", "OPTIONS", "Option", "PROFILES", "STORES",
-    "TRANSPORTS", "build_arg_parser",
+    "Config", "DeviceSettings", "ENV_PREFIX", "LOG_LEVELS", "MEDIA_TRANSPORTS", "OPTIONS", "Option",
+    "PROFILES", "STORES", "TRANSPORTS", "build_arg_parser",
 ]
 
 ENV_PREFIX = "SIP28181_"
@@ -53,6 +55,9 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 PROFILES = ("default", "hj")
 STORES = ("sqlite", "memory")
 TRANSPORTS = ("udp", "tcp")
+#: How RTP media travels (PROTOCOL §8.6): UDP, TCP with the device connecting to us, TCP with us
+#: connecting to the device.
+MEDIA_TRANSPORTS = ("udp", "tcp-passive", "tcp-active")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 #: Keepalive interval (seconds) each profile uses when ``keepalive_interval`` is not set.
@@ -104,8 +109,11 @@ class _Str(_Kind):
 class _Int(_Kind):
     minimum: int | None = None
     maximum: int | None = None
+    optional: bool = False      # None allowed; empty text from env/flags means None
 
     def text(self, raw: str) -> Any:
+        if self.optional and raw.strip() == "":
+            return None
         try:
             value = int(raw.strip(), 10)
         except ValueError:
@@ -113,6 +121,8 @@ class _Int(_Kind):
         return self.native(value)
 
     def native(self, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"must be an integer, got {_show(value)}")
         if self.minimum is not None and value < self.minimum:
@@ -286,6 +296,30 @@ OPTIONS: tuple[Option, ...] = (
            "seconds between batched writes of live device state to the store"),
     Option("log_level", ("log", "level"), _Str(choices=LOG_LEVELS, upper=True),
            "log level: " + ", ".join(LOG_LEVELS), flag="--log-level"),
+    Option("media_host", ("media", "host"), _Str(optional=True),
+           "address devices send media to, written into SDP offers (default: the SIP address)",
+           flag="--media-host"),
+    Option("media_bind", ("media", "bind"), _Str(), "address the media (RTP) ports bind to"),
+    Option("media_port_min", ("media", "port_min"), _Int(1, 65535),
+           "first port of the media port range (UDP and TCP)", flag="--media-port-min"),
+    Option("media_port_max", ("media", "port_max"), _Int(1, 65535),
+           "last port of the media port range", flag="--media-port-max"),
+    Option("media_single_port", ("media", "single_port"), _Int(0, 65535, optional=True),
+           "receive every UDP stream on this one port, told apart by SSRC (0: any free port; "
+           "default: one port per stream)"),
+    Option("media_transport", ("media", "transport"), _Str(choices=MEDIA_TRANSPORTS),
+           "default media transport: udp, tcp-passive (the device connects) or tcp-active "
+           "(we connect); per device in [devices]", flag="--media-transport"),
+    Option("media_linger", ("media", "linger"), _Float(0.0),
+           "seconds a stream stays up after its last viewer left (then BYE)"),
+    Option("media_no_media_timeout", ("media", "no_media_timeout"), _Float(0.0, exclusive=True),
+           "seconds without RTP after which a stream is ended (BYE, viewers closed)"),
+    Option("media_invite_timeout", ("media", "invite_timeout"), _Float(0.0, exclusive=True),
+           "seconds to wait for a device to answer an INVITE"),
+    Option("media_gop_cache", ("media", "gop_cache"), _Int(0),
+           "bytes of the GOP cache per stream (a new viewer starts on its keyframe)"),
+    Option("media_viewer_queue", ("media", "viewer_queue"), _Int(1024),
+           "bytes queued per viewer before it drops to the next keyframe"),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -302,6 +336,8 @@ class DeviceSettings:
 
     password: str | None = field(default=None, repr=False)
     name: str | None = None
+    transport: str | None = None
+    """Media transport for this device, or for a channel when keyed by a channel ID."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +416,30 @@ class Config:
     log_level: str = "INFO"
     """One of :data:`LOG_LEVELS`."""
 
+    # Media
+    media_host: str | None = None
+    """Address written into SDP offers (where devices send RTP); ``None``: the SIP address."""
+    media_bind: str = "0.0.0.0"
+    """Bind address of the media ports."""
+    media_port_min: int = 30000
+    """First port of the media port range."""
+    media_port_max: int = 30999
+    """Last port of the media port range."""
+    media_single_port: int | None = None
+    """One UDP port for every stream, demultiplexed by SSRC (0: any free port); ``None``: off."""
+    media_transport: str = "udp"
+    """Default media transport (:data:`MEDIA_TRANSPORTS`); ``[devices]`` may override it."""
+    media_linger: float = 30.0
+    """Seconds a stream stays up after its last viewer left; then BYE."""
+    media_no_media_timeout: float = 15.0
+    """Seconds without RTP after which a stream ends (BYE) and its viewers are closed."""
+    media_invite_timeout: float = 10.0
+    """Seconds to wait for the answer to an INVITE."""
+    media_gop_cache: int = 8 * 1024 * 1024
+    """Bytes of the GOP cache per stream."""
+    media_viewer_queue: int = 4 * 1024 * 1024
+    """Bytes queued per viewer before the drop policy applies (:mod:`media.relay`)."""
+
     # Cascade
     upper: tuple[Mapping[str, Any], ...] = ()
     """Upper platforms from TOML ``[[upper]]`` tables, raw until the cascade service reads them."""
@@ -407,6 +467,9 @@ class Config:
                 "registration expiry must satisfy register_expires_min <= register_expires_default"
                 f" <= register_expires_max; got {self.register_expires_min} <= "
                 f"{self.register_expires_default} <= {self.register_expires_max}")
+        if self.media_port_min > self.media_port_max:
+            raise ConfigError(f"media port range: media_port_min {self.media_port_min} > "
+                              f"media_port_max {self.media_port_max}")
 
     # -- derived values --------------------------------------------------------------------------
 
@@ -426,6 +489,14 @@ class Config:
         if settings is not None and settings.password is not None:
             return settings.password
         return self.password
+
+    def media_transport_for(self, device_id: str, channel_id: str | None = None) -> str:
+        """The media transport for a channel: its own setting, its device's, else the default."""
+        for key in (channel_id, device_id):
+            settings = self.devices.get(key) if key else None
+            if settings is not None and settings.transport is not None:
+                return settings.transport
+        return self.media_transport
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -488,12 +559,17 @@ def _check_devices(value: Any, where: str) -> dict[str, DeviceSettings]:
         if not isinstance(settings, Mapping):
             raise ConfigError(f"{name}: must be a table, got {_show(settings)}")
         for key in settings:
-            if key not in ("password", "name"):
-                raise ConfigError(f"{name}: unknown key {key!r} (known: name, password)")
-        for key in ("password", "name"):
+            if key not in ("password", "name", "transport"):
+                raise ConfigError(f"{name}: unknown key {key!r} (known: name, password, transport)")
+        for key in ("password", "name", "transport"):
             if key in settings and not isinstance(settings[key], str):
                 raise ConfigError(f"{name}.{key}: must be a string, got {_show(settings[key])}")
-        out[device_id] = DeviceSettings(password=settings.get("password"), name=settings.get("name"))
+        transport = settings.get("transport")
+        if transport is not None and transport not in MEDIA_TRANSPORTS:
+            raise ConfigError(f"{name}.transport: must be one of {', '.join(MEDIA_TRANSPORTS)}; "
+                              f"got {transport!r}")
+        out[device_id] = DeviceSettings(password=settings.get("password"), name=settings.get("name"),
+                                        transport=transport)
     return out
 
 
@@ -598,13 +674,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
     groups = {
         "SIP": parser.add_argument_group("SIP"),
         "HTTP": parser.add_argument_group("HTTP API"),
+        "media": parser.add_argument_group("media"),
         "other": parser.add_argument_group("other"),
     }
     for opt in OPTIONS:
         if opt.flag is None:
             continue
         group = groups["SIP" if opt.toml[0] in ("sip", "auth", "keepalive") else
-                       "HTTP" if opt.toml[0] == "http" else "other"]
+                       "HTTP" if opt.toml[0] == "http" else
+                       "media" if opt.toml[0] == "media" else "other"]
         if isinstance(opt.kind, _Str) and opt.kind.choices and not opt.kind.upper:
             metavar = "|".join(opt.kind.choices)
         else:
@@ -620,4 +698,4 @@ def build_arg_parser() -> argparse.ArgumentParser:
 _DEFAULTS = Config()
 # Their help text already says what happens when they are not given (or must stay secret).
 _NO_DEFAULT_IN_HELP = frozenset({"domain", "keepalive_interval", "external_host", "api_token",
-                                 "password"})
+                                 "password", "media_host"})

@@ -2,7 +2,10 @@
 
 Like aioquic's ``QuicConnectionProtocol``: the only place that reads the loop clock and arms a
 timer for the transaction layer. Requests that open a server transaction go to ``on_request``;
-``request()`` sends one through a client transaction and awaits its final response.
+``request()`` sends one through a client transaction and awaits its final response;
+``invite()`` does the same for an INVITE and also owns the UAC duties around it: the ACK for a 2xx
+(re-sent for each retransmitted 2xx), CANCEL when the caller gives up while the INVITE is pending,
+and ACK + BYE for a 2xx that arrives after the caller gave up.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import asyncio
 import logging
 from typing import Callable, Iterable
 
-from .errors import RemoteProtocolError, TransactionError
+from .errors import LocalProtocolError, RemoteProtocolError, TransactionError
 from .sip.events import AckReceived, RequestReceived, ResponseReceived, TransactionTimedOut
-from .sip.dialog import build_request, new_call_id
+from .sip.dialog import Dialog, build_request, new_call_id
 from .sip.message import Request, Response
 from .sip.transaction import TransactionLayer
 from .transport import Flow, SipTransport
@@ -24,6 +27,24 @@ RequestHandler = Callable[[Request, Flow], None]
 
 #: Seconds between two wake-ups for transaction timers, at most.
 TIMER_RESOLUTION = 0.01
+
+
+class _Invite:
+    """An INVITE client transaction the endpoint follows for its caller (see ``invite()``)."""
+
+    __slots__ = ("key", "request", "flow", "future", "on_provisional", "provisional", "abandoned",
+                 "cancel_sent")
+
+    def __init__(self, key: str, request: Request, flow: Flow, future: asyncio.Future,
+                 on_provisional: Callable[[Response], None] | None) -> None:
+        self.key = key
+        self.request = request
+        self.flow = flow
+        self.future = future
+        self.on_provisional = on_provisional
+        self.provisional = False
+        self.abandoned = False
+        self.cancel_sent = False
 
 
 class SipEndpoint:
@@ -39,6 +60,7 @@ class SipEndpoint:
         self.transport = SipTransport(self._on_message, on_error=self._on_error,
                                       on_connection_lost=self._on_connection_lost)
         self._pending: dict[str, asyncio.Future] = {}
+        self._invites: dict[str, _Invite] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._last_fire = float("-inf")
@@ -69,6 +91,10 @@ class SipEndpoint:
             if not fut.done():
                 fut.set_exception(TransactionError("endpoint closed"))
         self._pending.clear()
+        for inv in self._invites.values():
+            if not inv.future.done() and not inv.abandoned:
+                inv.future.set_exception(TransactionError("endpoint closed"))
+        self._invites.clear()
         await self.transport.close()
 
     # -- incoming -------------------------------------------------------------------------------
@@ -92,11 +118,19 @@ class SipEndpoint:
             self._current = (event.request, event.transaction_key)
             self.on_request(event.request, event.source)
         elif isinstance(event, ResponseReceived):
-            if event.response.status >= 200:
+            inv = self._invites.get(event.transaction_key)
+            if inv is not None:
+                self._invite_response(inv, event.response)
+            elif event.response.status >= 200:
                 fut = self._pending.pop(event.transaction_key, None)
                 if fut is not None and not fut.done():
                     fut.set_result(event.response)
         elif isinstance(event, TransactionTimedOut):
+            inv = self._invites.pop(event.transaction_key, None)
+            if inv is not None:
+                if not inv.future.done() and not inv.abandoned:
+                    inv.future.set_exception(TransactionError(f"no answer to INVITE ({event.timer})"))
+                return
             fut = self._pending.pop(event.transaction_key, None)
             if fut is not None and not fut.done():
                 fut.set_exception(TransactionError(f"no answer to {event.request.method} (timeout)"))
@@ -109,6 +143,7 @@ class SipEndpoint:
         self._flush()
         for event in events:
             self._dispatch(event)
+        self._flush()
         self._arm()
         if self._connection_lost_cb is not None:
             self._connection_lost_cb(flow)
@@ -159,6 +194,113 @@ class SipEndpoint:
             raise TransactionError(f"no answer to {request.method} within {timeout} s") from None
         finally:
             self._pending.pop(key, None)
+
+    def send_nowait(self, request: Request, flow: Flow) -> str:
+        """Send ``request`` through a client transaction nobody awaits (its answer is dropped):
+        a BYE for a call we give up, a CANCEL. Returns the transaction key."""
+        key = self.layer.send_request(request, flow, self._now(), flow.transport != "UDP")
+        if not self._dispatching:
+            self._flush()
+            self._arm()
+        return key
+
+    async def invite(self, request: Request, flow: Flow, timeout: float | None = None, *,
+                     on_provisional: Callable[[Response], None] | None = None
+                     ) -> tuple[Response, Dialog | None]:
+        """Send an INVITE; its final response and, for a 2xx, the dialog it created.
+
+        The ACK for a 2xx is built by :meth:`Dialog.create_ack` and sent at once, and again for
+        each retransmission of that 2xx (RFC 3261 §13.2.2.4). When the caller stops waiting (the
+        awaitable is cancelled, or ``timeout`` passes: :class:`TransactionError`), a CANCEL is sent
+        once a provisional response has come (§9.1); a 2xx arriving anyway is ACKed and ended
+        with BYE. Non-2xx finals are ACKed by the transaction layer.
+        """
+        if request.method != "INVITE":
+            raise LocalProtocolError("invite() sends INVITE requests only")
+        loop = self._loop or asyncio.get_running_loop()
+        key = self.layer.send_request(request, flow, self._now(), flow.transport != "UDP")
+        inv = _Invite(key, request, flow, loop.create_future(), on_provisional)
+        self._invites[key] = inv
+        self._flush()
+        self._arm()
+        try:
+            if timeout is None:
+                return await asyncio.shield(inv.future)
+            return await asyncio.wait_for(asyncio.shield(inv.future), timeout)
+        except asyncio.TimeoutError:
+            self._abandon(inv)
+            raise TransactionError(f"no final answer to INVITE within {timeout} s") from None
+        except asyncio.CancelledError:
+            self._abandon(inv)
+            raise
+
+    def _abandon(self, inv: _Invite) -> None:
+        """The caller gave up on ``inv``: CANCEL it, or end the call it already got."""
+        inv.abandoned = True
+        if inv.future.done():
+            if not inv.future.cancelled() and inv.future.exception() is None:
+                _response, dialog = inv.future.result()
+                if dialog is not None:
+                    self._bye_nowait(dialog, inv.flow)
+            return
+        if inv.provisional:
+            self._cancel(inv)
+
+    def _cancel(self, inv: _Invite) -> None:
+        if inv.cancel_sent:
+            return
+        inv.cancel_sent = True
+        try:
+            cancel = self.layer.create_cancel(inv.key)
+        except LocalProtocolError:
+            return          # already answered finally: the final response path ends it
+        cancel.headers.add("User-Agent", self.user_agent)
+        self.send_nowait(cancel, inv.flow)
+
+    def _bye_nowait(self, dialog: Dialog, flow: Flow) -> None:
+        bye = dialog.create_request("BYE", headers=[("User-Agent", self.user_agent)])
+        self.send_nowait(bye, flow)
+
+    def _invite_response(self, inv: _Invite, response: Response) -> None:
+        status = response.status
+        if status < 200:
+            inv.provisional = True
+            if inv.abandoned:
+                self._cancel(inv)
+            elif inv.on_provisional is not None:
+                try:
+                    inv.on_provisional(response)
+                except Exception:
+                    log.exception("provisional-response callback failed")
+            return
+        del self._invites[inv.key]
+        dialog: Dialog | None = None
+        if status < 300:
+            dialog = self._ack_2xx(inv, response)
+            if inv.abandoned and dialog is not None:
+                self._bye_nowait(dialog, inv.flow)
+        if not inv.future.done() and not inv.abandoned:
+            inv.future.set_result((response, dialog))
+
+    def _ack_2xx(self, inv: _Invite, response: Response) -> Dialog | None:
+        """The dialog of a 2xx and its ACK (sent now, re-sent for retransmissions), or None when
+        the 2xx cannot form a dialog (no To tag)."""
+        try:
+            dialog = Dialog.from_uac(inv.request, response)
+        except RemoteProtocolError:
+            if response.to.tag is None:
+                log.warning("2xx to INVITE without a To tag: cannot acknowledge it",
+                            extra={"call_id": response.call_id})
+                return None
+            # a 2xx without Contact (seen in the field): keep the Request-URI as the target
+            patched = Response(response.status, response.reason, response.headers.copy(), response.body)
+            patched.headers.add("Contact", f"<{inv.request.uri}>")
+            dialog = Dialog.from_uac(inv.request, patched)
+        ack = dialog.create_ack(headers=[("User-Agent", self.user_agent)])
+        self.layer.send_ack(ack, inv.flow, inv.key)
+        if not self._dispatching:
+            self._flush()
+        return dialog
 
     def build_request(self, method: str, uri: str, *, from_uri: str, to_uri: str, flow: Flow,
                       call_id: str | None = None, from_tag: str | None = None, cseq: int = 1,
@@ -214,4 +356,5 @@ class SipEndpoint:
         self._flush()
         for event in events:
             self._dispatch(event)
+        self._flush()
         self._arm()

@@ -8,12 +8,13 @@ import sys
 
 import pytest
 
-STAGES = ("rtp", "ps", "flv", "psmux", "receiver")
+STAGES = ("rtp", "ps", "flv", "psmux", "receiver", "udprecv")
 PROBE = (
-    "import media._impl as i, media.rtp, media.ps, media.flv, media.psmux, media.receiver\n"
+    "import media._impl as i, media.rtp, media.ps, media.flv, media.psmux, media.receiver,"
+    " media.udprecv\n"
     "print(int(i.NO_EXTENSIONS), ','.join(i.FALLBACKS) or '-',"
     " ','.join(c.__module__ for c in (media.rtp.JitterBuffer, media.ps.PsDemuxer, media.flv.FlvMuxer,"
-    " media.psmux.PsMuxer, media.receiver.RtpPsReceiver)))\n"
+    " media.psmux.PsMuxer, media.receiver.RtpPsReceiver, media.udprecv.UdpReader)))\n"
 )
 
 

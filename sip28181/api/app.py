@@ -10,6 +10,7 @@ from .. import __version__
 from ..platform import Platform
 from . import create_app
 from .devices import PLATFORM, STARTED, register_routes
+from .media import register_routes as register_media_routes
 from .metrics import Metrics
 from .routing import ApiRouter
 
@@ -20,6 +21,7 @@ DESCRIPTION = ("GB/T 28181 platform API. Authenticate with `Authorization: Beare
 def build_router(metrics: Metrics | None = None) -> ApiRouter:
     api = ApiRouter(prefix="/api/v1", title="sip28181", version=__version__, description=DESCRIPTION)
     register_routes(api)
+    register_media_routes(api)
     if metrics is not None:
         metrics.register(api)
     return api

@@ -27,10 +27,12 @@ from prometheus_client.process_collector import ProcessCollector
 if TYPE_CHECKING:
     from .routing import ApiRouter, Route
 
-__all__ = ["Metrics", "REGISTRATION_RESULTS"]
+__all__ = ["Metrics", "REGISTRATION_RESULTS", "INVITE_RESULTS"]
 
 #: Values of the ``result`` label of ``sip28181_registrations_total``.
 REGISTRATION_RESULTS = ("ok", "challenge", "forbidden", "throttled", "unregistered")
+#: Values of the ``result`` label of ``sip28181_invites_total``.
+INVITE_RESULTS = ("ok", "rejected", "timeout", "cancelled", "bad_answer", "error")
 
 
 class Metrics:
@@ -63,7 +65,32 @@ class Metrics:
             "sip28181_presence_changes", "Device online/offline transitions",
             ["status"], registry=r)
         self.media_streams = Gauge(
-            "sip28181_media_streams", "Media sessions currently open", registry=r)
+            "sip28181_media_streams", "Media streams currently open (one per channel and kind)",
+            registry=r)
+        self.invites = Counter(
+            "sip28181_invites", "INVITEs sent for media sessions, by session kind and result",
+            ["kind", "result"], registry=r)
+        """``result``: ok, rejected (a final status >= 300), timeout, cancelled, bad_answer, error."""
+        self.media_sessions = Gauge(
+            "sip28181_media_sessions", "Media session dialogs (INVITE) open or being set up", registry=r)
+        self.media_sessions_closed = Counter(
+            "sip28181_media_sessions_closed", "Media sessions ended, by reason", ["reason"], registry=r)
+        """``reason``: bye, device bye, end of file, device offline, platform stop, gone."""
+        self.media_viewers = Gauge(
+            "sip28181_media_viewers", "Viewers and outputs holding media streams", registry=r)
+        self.media_streams_started = Counter(
+            "sip28181_media_streams_started", "Streams whose first frame reached the relay, by kind",
+            ["kind"], registry=r)
+        self.media_streams_stopped = Counter(
+            "sip28181_media_streams_stopped", "Streams ended, by reason", ["reason"], registry=r)
+        """``reason``: no viewers, no media, device bye, end of file, device offline, api,
+        shutdown, media closed, start failed, cancelled."""
+        self.media_bytes_received = Counter(
+            "sip28181_media_bytes_received", "Media bytes received (RTP, TCP framing included)",
+            registry=r)
+        self.media_events = Counter(
+            "sip28181_media_events", "Rare media input events (ports, unknown SSRCs...)", ["name"],
+            registry=r)
         self.rtp_packets_received = Counter(
             "sip28181_rtp_packets_received", "RTP packets received", registry=r)
         self.rtp_packets_lost = Counter(
@@ -76,6 +103,9 @@ class Metrics:
             self.sip_parse_errors.labels(transport=transport)
         for status in ("online", "offline"):
             self.presence_changes.labels(status=status)
+        for kind in ("Play", "Playback", "Download"):
+            for result in INVITE_RESULTS:
+                self.invites.labels(kind=kind, result=result)
         if process:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)

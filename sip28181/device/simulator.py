@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..endpoint import SipEndpoint
 from ..sip.dialog import new_call_id, new_tag
@@ -18,7 +18,14 @@ from ..sip.auth import DigestClient
 from ..sip.message import Request, Response
 from ..transport import Flow
 
+if TYPE_CHECKING:
+    from .media import MediaOptions
+
 log = logging.getLogger("sip28181.device")
+
+#: What a request handler returns when it answers by itself, now or later (an INVITE answered
+#: after a delay, a CANCEL that also ends its INVITE).
+HANDLED = "handled"
 
 
 class RegistrationError(Sip28181Error):
@@ -36,7 +43,8 @@ class DeviceSimulator:
                  password: str = "12345678", transport: str = "udp", local_host: str = "127.0.0.1",
                  local_port: int = 0, expires: int = 3600, keepalive_interval: float = 60.0,
                  keepalive_failures: int = 3, request_timeout: float = 5.0, name: str | None = None,
-                 charset: str = "GB2312", user_agent: str = "sip28181-device") -> None:
+                 charset: str = "GB2312", user_agent: str = "sip28181-device",
+                 media: "MediaOptions | None" = None) -> None:
         self.device_id = device_id
         self.server_id = server_id
         self.server_host = server_host
@@ -57,7 +65,7 @@ class DeviceSimulator:
         self.endpoint = SipEndpoint(self._on_request, user_agent=user_agent)
         self.registered = False
         self.last_response: Response | None = None
-        self.request_handlers: dict[str, Callable[[Request, Flow], Response | None]] = {}
+        self.request_handlers: dict[str, Callable[[Request, Flow], Response | str | None]] = {}
         self._auth = DigestClient(device_id, password)
         self._call_id = ""
         self._from_tag = new_tag()
@@ -66,6 +74,9 @@ class DeviceSimulator:
         self._tasks: set[asyncio.Task] = set()
         self._flow: Flow | None = None
         self.keepalives_sent = 0
+        from .media import DeviceMedia
+        #: The media side: answers INVITE, streams PS over RTP (see :mod:`.media`).
+        self.media = DeviceMedia(self, media)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, *, register: bool = True, keepalive: bool = True) -> None:
@@ -81,6 +92,7 @@ class DeviceSimulator:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.media.close()
         if unregister and self.registered:
             try:
                 await self.register(expires=0)
@@ -208,6 +220,8 @@ class DeviceSimulator:
     def _on_request(self, request: Request, flow: Flow) -> None:
         handler = self.request_handlers.get(request.method)
         response = handler(request, flow) if handler is not None else None
+        if response is HANDLED:
+            return
         if response is None:
             response = Response.for_request(request, 200 if request.method in ("MESSAGE", "OPTIONS") else 501,
                                             to_tag=new_tag())

@@ -24,6 +24,7 @@ from .events import DeviceOffline, DeviceOnline, DeviceRegistered, RegistrationR
 from .presence import Presence
 from .registrar import Registrar, RegistrarSettings
 from .registry import DeviceState, Registry
+from .sessions import Sessions
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -72,6 +73,10 @@ class Platform:
         self.request_handlers: dict[str, Any] = {}
         self.endpoint.stateless = self._stateless
         self.events.on(self._on_event)
+        self.sessions = Sessions(self)
+        #: On-demand media streams (:class:`~sip28181.platform.streams.StreamManager`), set by the
+        #: server once the media ports are open; None in a platform without media.
+        self.streams: Any = None
         self._bind_gauges()
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -110,6 +115,7 @@ class Platform:
         self._started = False
         if self._presence_timer is not None:
             self._presence_timer.cancel()
+        await self.sessions.close()
         await self.endpoint.close()
         for task in list(self._tasks):
             task.cancel()

@@ -1,6 +1,8 @@
-"""``Server(config)``: store, platform (SIP UDP+TCP) and HTTP API, started and stopped as one.
+"""``Server(config)``: store, platform (SIP UDP+TCP), media streams and HTTP API, started and
+stopped as one.
 
-Shutdown order: stop accepting HTTP, stop SIP (its store flush included), then close the store.
+Shutdown order: end the media streams (BYE, viewers see the end), stop accepting HTTP, stop SIP
+(its store flush included), then close the store.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class Server:
         self.platform = Platform(cfg, store, metrics)
         await self.platform.start()
         try:
+            from ..platform.streams import StreamManager
+            self.platform.streams = StreamManager.from_config(self.platform, cfg)
+            await self.platform.streams.start()
             app = build_app(self.platform, token=self.api_token, metrics=metrics)
             self.runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"),
                                         access_log_class=RedactingAccessLogger,  # ?token= never logged
@@ -84,6 +89,9 @@ class Server:
         return self.platform.sip_port if self.platform else 0
 
     async def stop(self) -> None:
+        streams = getattr(self.platform, "streams", None)
+        if streams is not None:
+            await streams.close()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
