@@ -93,7 +93,8 @@ class RtmpPushSink(ThreadedSink):
         self.last_error: str | None = None
         self.connects = 0            # successful publishes
         self.failures = 0            # failed attempts and broken connections, in total
-        self.frames_sent = 0
+        self.frames_sent = 0         # video and audio
+        self.video_frames_sent = 0
         self.bytes_sent = 0
         self.frames_discarded = 0    # received while not connected and not kept for resuming
         self.streaming_since: float | None = None
@@ -115,6 +116,7 @@ class RtmpPushSink(ThreadedSink):
     def status(self) -> dict[str, Any]:
         return {"url": self.display_url, "state": self.state.value, "connects": self.connects,
                 "failures": self.failures, "frames_sent": self.frames_sent,
+                "video_frames_sent": self.video_frames_sent,
                 "bytes_sent": self.bytes_sent, "dropped_frames": self.dropped_frames,
                 "frames_discarded": self.frames_discarded, "last_error": self.last_error,
                 "retry_in": (round(max(0.0, self._next_attempt - time.monotonic()), 3)
@@ -176,6 +178,7 @@ class RtmpPushSink(ThreadedSink):
             self.streaming_since = time.time()
             self.last_error = None
             log.info("RTMP push to %s streaming", self.display_url)
+        self.video_frames_sent += writer.counters["video_frames"] - before_v
         self.frames_sent += (writer.counters["video_frames"] - before_v
                              + writer.counters["audio_frames"] - before_a)
         self.bytes_sent += writer.counters["video_bytes"] - before_b

@@ -79,7 +79,8 @@ class PushOut(BaseModel):
     state: Literal["connecting", "streaming", "reconnecting", "stopped", "failed"]
     connects: int = Field(description="successful publishes (1 + reconnections)")
     failures: int = Field(description="failed attempts and broken connections")
-    frames_sent: int
+    frames_sent: int = Field(description="video and audio frames sent")
+    video_frames_sent: int
     bytes_sent: int = Field(description="video bytes sent")
     dropped_frames: int = Field(description="frames dropped because the push fell behind")
     last_error: str | None = None
@@ -93,7 +94,8 @@ class PushOut(BaseModel):
         s = o.sink.status()
         return cls(push_id=o.output_id, device_id=o.device_id, channel_id=o.channel_id,
                    url=s["url"], state=s["state"], connects=s["connects"], failures=s["failures"],
-                   frames_sent=s["frames_sent"], bytes_sent=s["bytes_sent"],
+                   frames_sent=s["frames_sent"], video_frames_sent=s["video_frames_sent"],
+                   bytes_sent=s["bytes_sent"],
                    dropped_frames=s["dropped_frames"], last_error=s["last_error"],
                    retry_in=s["retry_in"], started_at=iso(o.started_at), ended_at=iso(o.ended_at),
                    end_reason=o.end_reason)
