@@ -94,3 +94,32 @@ async def test_video_only_stream_opens_after_the_audio_wait(tmp_path):
     sink.stop()
     await sink.wait_closed()
     assert count_frames(tmp_path / "v.mp4") == {"video": 150, "audio": 0}
+
+
+async def test_outputs_fed_by_a_relay(tmp_path):
+    """A relay feeds the HLS and MP4 sinks (GOP cache first) and a snapshot; its end ends them."""
+    from media.outputs.hls import HlsSink
+    from media.outputs.snapshot import snapshot
+    from media.relay import Relay
+    from outputs_support import batches, running_output_threads
+
+    relay = Relay("test")
+    frames = looped(sample_frames(), 2)
+    relay.feed(frames[:60])                       # a GOP is cached before the outputs join
+    hls = HlsSink(tmp_path / "hls", cleanup=False, list_size=10)
+    rec = RecordSink(tmp_path / "rec.mp4")
+    for sink in (hls, rec):
+        sink.start()
+        relay.add_sink(sink)
+    jpeg = await snapshot(relay, width=160)
+    assert jpeg[:2] == b"\xff\xd8"
+    for batch in batches(frames[60:]):
+        relay.feed(batch)
+    relay.end("device bye")
+    await hls.wait_closed()
+    await rec.wait_closed()
+    assert hls.end_reason == rec.end_reason == "device bye"
+    # Everything from the cached keyframe on (video frame 0 of the first pass).
+    assert count_frames(tmp_path / "rec.mp4")["video"] == 300
+    assert count_frames(hls.playlist)["video"] == 300
+    assert running_output_threads() == []
