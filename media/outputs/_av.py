@@ -324,7 +324,8 @@ class AvWriter:
         if self._transcoder is None or frame.codec != self.audio_codec:
             self.counters["dropped_audio"] += 1
             return
-        ts, _ = self._timeline.map("audio", frame.pts, frame.dts, ticks=len(frame.data) * 90000 // 8000)
+        ticks = len(frame.data) * 90000 // 8000      # G.711: one byte per sample
+        ts, _ = self._timeline.map("audio", frame.pts, frame.dts, ticks=ticks)
         self._mux_audio(self._transcoder.feed(frame, ts))
         self.counters["audio_frames"] += 1
 
@@ -423,15 +424,17 @@ class ThreadedSink:
         if self._ending or not frames:
             return
         with self._cond:
-            if self._gap or self._queued + len(frames) > self.max_queue:
-                keep = self._resume_index(frames) if self._queued + len(frames) <= self.max_queue else None
-                if keep is None:
-                    self._gap = True
-                    self.dropped_frames += len(frames)
-                    return
-                self._gap = False
-                self.dropped_frames += keep
-                frames = frames[keep:]
+            if self._queued + len(frames) > self.max_queue:
+                self._gap = True                 # full: drop, then resume at a keyframe
+            elif self._gap:
+                keep = self._resume_index(frames)
+                if keep is not None:
+                    self._gap = False
+                    self.dropped_frames += keep
+                    frames = frames[keep:]
+            if self._gap:
+                self.dropped_frames += len(frames)
+                return
             self._queue.append(list(frames))
             self._queued += len(frames)
             self._cond.notify()
@@ -470,6 +473,8 @@ class ThreadedSink:
             return
         if self._done is not None and self._loop is asyncio.get_running_loop():
             await asyncio.shield(self._done)
+            while self._thread.is_alive():     # it signalled as its last act: gone at once
+                await asyncio.sleep(0.001)
         else:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
@@ -503,7 +508,8 @@ class ThreadedSink:
                 self._process(item)
         except BaseException as exc:  # noqa: BLE001 - kept for status, reported once
             self.error = exc
-            log.error("%s failed: %s", self.thread_name, exc, exc_info=not isinstance(exc, MediaError))
+            log.error("%s failed: %s", self.thread_name, exc,
+                      exc_info=not isinstance(exc, MediaError))
         finally:
             self._ending = True
             self.end_reason = reason

@@ -134,7 +134,9 @@ class RecordSink(ThreadedSink):
         path = name
 
         def opener() -> Any:
-            return av.open(path, "w", format=self.format, options={"movflags": FRAGMENTED, "flush_packets": "1"})
+            # flush_packets: each fragment reaches the file when complete (crash safety)
+            return av.open(path, "w", format=self.format,
+                           options={"movflags": FRAGMENTED, "flush_packets": "1"})
 
         self._writer = AvWriter(opener, audio=self.audio)
 

@@ -126,7 +126,8 @@ class SnapshotSink:
             if self.frames:
                 self._got.set_result(self.frames)
             else:
-                self._got.set_exception(SnapshotError(f"the stream ended before a keyframe ({reason})"))
+                self._got.set_exception(
+                    SnapshotError(f"the stream ended before a keyframe ({reason})"))
 
     async def keyframe(self, timeout: float) -> list[Frame]:
         """Frames from the keyframe on; :class:`SnapshotError` after ``timeout`` seconds."""
