@@ -29,6 +29,7 @@ TOML layout (see ``examples/sip28181.toml``)::
     [log]       level
     [media]     host bind port_min port_max single_port transport linger no_media_timeout
                 invite_timeout gop_cache viewer_queue
+    [hls]       segment_seconds list_size idle_timeout
     [devices."<20-digit ID>"]  password name transport (a channel ID too: transport only)
     [[upper]]   (cascade to upper platforms: kept raw for now)
 
@@ -350,6 +351,12 @@ OPTIONS: tuple[Option, ...] = (
            "bytes of the GOP cache per stream (a new viewer starts on its keyframe)"),
     Option("media_viewer_queue", ("media", "viewer_queue"), _Int(1024),
            "bytes queued per viewer before it drops to the next keyframe"),
+    Option("hls_segment_seconds", ("hls", "segment_seconds"), _Float(0.0, exclusive=True),
+           "target length of an HLS segment (cut at the next keyframe)"),
+    Option("hls_list_size", ("hls", "list_size"), _Int(1, 100),
+           "segments listed in a live HLS playlist (older ones are deleted)"),
+    Option("hls_idle_timeout", ("hls", "idle_timeout"), _Float(0.0, exclusive=True),
+           "seconds without an HLS request after which the HLS output stops"),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -497,6 +504,14 @@ class Config:
     """Bytes of the GOP cache per stream."""
     media_viewer_queue: int = 4 * 1024 * 1024
     """Bytes queued per viewer before the drop policy applies (:mod:`media.relay`)."""
+
+    # HLS (files in data_dir/hls)
+    hls_segment_seconds: float = 2.0
+    """Target length of an HLS segment; segments are cut at the next keyframe."""
+    hls_list_size: int = 5
+    """Segments in the live playlist."""
+    hls_idle_timeout: float = 30.0
+    """Seconds without a playlist or segment request after which the HLS output stops."""
 
     # Cascade
     upper: tuple[Mapping[str, Any], ...] = ()

@@ -12,6 +12,7 @@ from . import create_app
 from .devices import PLATFORM, STARTED, register_routes
 from .media import register_routes as register_media_routes
 from .metrics import Metrics
+from .outputs import register_routes as register_output_routes
 from .routing import ApiRouter
 
 DESCRIPTION = ("GB/T 28181 platform API. Authenticate with `Authorization: Bearer <token>` "
@@ -26,6 +27,7 @@ def build_router(metrics: Metrics | None = None) -> ApiRouter:
     for module in (channels, control, alarms, events, stats):
         module.register_routes(api)
     register_media_routes(api)
+    register_output_routes(api)
     if metrics is not None:
         metrics.register(api)
     return api

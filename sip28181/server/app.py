@@ -70,6 +70,8 @@ class Server:
             from ..platform.streams import StreamManager
             self.platform.streams = StreamManager.from_config(self.platform, cfg)
             await self.platform.streams.start()
+            from ..platform.outputs import OutputManager
+            self.platform.outputs = OutputManager.from_config(self.platform.streams, cfg)
             app = build_app(self.platform, token=self.api_token, metrics=metrics)
             self.runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"),
                                         access_log_class=RedactingAccessLogger,  # ?token= never logged
@@ -89,6 +91,9 @@ class Server:
         return self.platform.sip_port if self.platform else 0
 
     async def stop(self) -> None:
+        outputs = getattr(self.platform, "outputs", None)
+        if outputs is not None:
+            await outputs.close()
         streams = getattr(self.platform, "streams", None)
         if streams is not None:
             await streams.close()
