@@ -17,7 +17,9 @@ are handled the same way, without an acknowledgement (the standard has none).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -138,12 +140,21 @@ class Alarms:
         positions, self._positions = self._positions, []
         if store is None:
             return
+        # a store write completes even when its caller is cancelled (SqliteStore._write): what a
+        # cancelled write carried is stored and must not be queued again (rows would double)
         try:
             if alarms:
-                await store.add_alarms(alarms)
-                alarms = []
+                try:
+                    await store.add_alarms(alarms)
+                finally:
+                    if not _failed():
+                        alarms = []
             if positions:
-                await store.add_mobile_positions(positions)
+                try:
+                    await store.add_mobile_positions(positions)
+                finally:
+                    if not _failed():
+                        positions = []
         except BaseException:
             self._alarms[:0] = alarms         # nothing lost: written at the next flush
             self._positions[:0] = positions
@@ -166,3 +177,9 @@ class Alarms:
         if self.platform.store is None:
             raise LocalProtocolError("alarm history needs a store")
         return self.platform.store
+
+
+def _failed() -> bool:
+    """True inside a ``finally`` reached by an exception other than cancellation."""
+    exc = sys.exc_info()[1]
+    return exc is not None and not isinstance(exc, asyncio.CancelledError)

@@ -119,15 +119,17 @@ class Platform:
         self._started = False
         if self._presence_timer is not None:
             self._presence_timer.cancel()
-        await self.sessions.close()
-        await self.endpoint.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.management.stop()
-        await self.flush()
-        if self.store is not None:
-            await self.store.close()
+        try:
+            await self.sessions.close()
+            await self.endpoint.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.management.stop()
+            await self.flush()
+        finally:
+            if self.store is not None:      # always: an open connection's thread keeps the process alive
+                await self.store.close()
 
     def _spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -161,15 +163,26 @@ class Platform:
         async with self._flush_lock:
             dirty = self.registry.take_dirty()
             events, self._presence_events = self._presence_events, []
+            # A store write completes even when we are cancelled (see SqliteStore._write): after a
+            # cancellation only what was not attempted goes back; after a failure, what failed. No
+            # lost data, and no presence event written twice.
+            stage = 0
             try:
                 if dirty:
                     await self.store.upsert_devices([self._record(s) for s in dirty])
+                stage = 1
                 if events:
                     await self.store.add_presence_events([PresenceEvent(e.device_id, s, e.at, e.reason)
                                                           for e, s in events])
-            except Exception:
-                for s in dirty:       # keep them for the next attempt: no lost data
-                    self.registry.mark(s.device_id)
+                stage = 2
+            except asyncio.CancelledError:
+                if stage == 0:          # the device rows were written; the events never were
+                    self._presence_events[:0] = events
+                raise
+            except BaseException:
+                if stage == 0:
+                    for s in dirty:
+                        self.registry.mark(s.device_id)
                 self._presence_events[:0] = events
                 raise
             await self.management.flush()

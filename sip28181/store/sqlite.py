@@ -298,7 +298,22 @@ class SqliteStore:
         return self._db
 
     async def _write(self, statements: Sequence[tuple[str, Any, bool]]) -> list[int]:
-        """Run ``(sql, params, many)`` statements in one transaction; returns their row counts."""
+        """Run ``(sql, params, many)`` statements in one transaction; returns their row counts.
+
+        The transaction is shielded from cancellation: the statements run in aiosqlite's thread
+        whatever the caller does, so a cancelled caller waits for the COMMIT (or ROLLBACK) before it
+        sees the cancellation. Otherwise a BEGIN still queued in the thread could outlive the
+        cancelled write and break the next one ("cannot start a transaction within a transaction")."""
+        task = asyncio.ensure_future(self._transaction(statements))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("store write failed while its caller was cancelled", exc_info=task.exception())
+            raise
+
+    async def _transaction(self, statements: Sequence[tuple[str, Any, bool]]) -> list[int]:
         async with self._lock:
             db = self._conn()
             counts: list[int] = []

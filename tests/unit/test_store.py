@@ -288,3 +288,24 @@ def test_create_store_unknown_backend():
     object.__setattr__(config, "store", "postgres")      # bypass Config validation
     with pytest.raises(ConfigError, match="unknown backend 'postgres'"):
         create_store(config)
+
+
+@pytest.mark.parametrize("yields", [1, 2, 3, 5, 8])
+async def test_a_cancelled_write_still_commits_and_leaves_the_connection_usable(tmp_path, yields):
+    """The platform's flusher is cancelled at shutdown, mid-write: the write must neither be
+    half-done nor leave a BEGIN behind that breaks the next one."""
+    store = SqliteStore(tmp_path / "store.db")
+    await store.open()
+    try:
+        event = PresenceEvent("34020000001320000001", "online", 1.0, "register")
+        for _ in range(10):
+            task = asyncio.ensure_future(store.add_presence_events([event]))
+            for _ in range(yields):
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await store.add_presence_events([event])
+        assert len(await store.presence_events()) == 11
+    finally:
+        await store.close()
