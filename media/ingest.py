@@ -487,12 +487,12 @@ class IngestStream:
                 loop.remove_reader(sock.fileno())
             sock.close()
         self._conn = self._sock = None
-        self._ingest._forget(self)
         try:
             frames = self._receiver.flush()
         except Exception:  # noqa: BLE001 - never fail a close over the last frames
             frames = []
             log.exception("media port %s: flush failed", self.local_port, extra=self._extra)
+        self._ingest._forget(self)      # after the flush: loss found only there is counted too
         if frames:
             self._deliver(frames)
         if reason is not None and self._on_close is not None:
