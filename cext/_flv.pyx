@@ -8,6 +8,7 @@ ADTS splitting are shared with the reference module, so both produce identical b
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
@@ -39,6 +40,10 @@ cdef inline int64_t _signed33(int64_t d) noexcept nogil:
     if d >= HALF33:
         d -= WRAP33
     return d
+
+
+cdef extern from "Python.h":
+    int _PyBytes_Resize(PyObject** bytes, Py_ssize_t newsize) except -1
 
 
 cdef extern from "_startcode.h":
@@ -109,13 +114,23 @@ cdef class FlvMuxer:
     cdef int _g711_byte
     cdef Py_ssize_t* _spans
     cdef Py_ssize_t _spans_cap
+    # output: one bytes per frame (mux) or one per run of tags between keyframes (mux_batch)
+    cdef object _out
+    cdef bint _batch
+    cdef list _chunks
+    cdef PyObject* _chunk           # owned reference to the bytes being filled, or NULL
+    cdef Py_ssize_t _chunk_used
+    cdef Py_ssize_t _chunk_cap
+    cdef Py_ssize_t _estimate       # bytes the rest of the batch is expected to take
 
     def __cinit__(self):
         self._spans = NULL
         self._spans_cap = 0
+        self._chunk = NULL
 
     def __dealloc__(self):
         free(self._spans)
+        Py_XDECREF(self._chunk)
 
     def __init__(self, video_codec=None, audio_codec=None, hevc_mode="enhanced"):
         vc = _ref.normalize_codec(video_codec)
@@ -196,21 +211,110 @@ cdef class FlvMuxer:
     def mux(self, frame):
         """Tags for ``frame`` (empty when the frame is dropped or only carried parameter sets)."""
         cdef bytes out
+        if self._mux_frame(frame):
+            out = self._out
+            self._out = None
+            return out
+        return b""
+
+    def mux_batch(self, frames, refused=None):
+        """Tags for several frames, as few ``bytes`` as possible: a new one starts at every
+        video keyframe tag (so only the first may start elsewhere). The bytes equal the joined
+        :meth:`mux` results. A frame that raises is skipped and ``(frame, exception)`` appended
+        to ``refused`` when given, else the exception propagates (the batch's tags are lost)."""
+        cdef Py_ssize_t est = 1024
+        cdef list chunks = []
+        for frame in frames:
+            est += PyBytes_GET_SIZE(frame.data) + 64 if type(frame.data) is bytes else 4096
+        self._batch = True
+        self._chunks = chunks
+        self._estimate = est
+        try:
+            for frame in frames:
+                if refused is None:
+                    self._mux_frame(frame)
+                else:
+                    try:
+                        self._mux_frame(frame)
+                    except Exception as exc:
+                        refused.append((frame, exc))
+            self._close_chunk()
+        finally:
+            self._batch = False
+            self._chunks = None
+            Py_XDECREF(self._chunk)
+            self._chunk = NULL
+        return chunks
+
+    cdef bint _mux_frame(self, frame) except -1:
+        cdef Py_ssize_t n
         self.frames_in += 1
         codec = frame.codec
         if codec != self.video_codec and codec != self.audio_codec:
             codec = _ref.normalize_codec(codec)
         if codec is not None and codec == self.video_codec:
-            out = self._mux_video(frame)
+            n = self._mux_video(frame)
         elif codec is not None and codec == self.audio_codec:
-            out = self._mux_audio(frame)
+            n = self._mux_audio(frame)
         else:
-            out = b""
-        if PyBytes_GET_SIZE(out):
+            n = 0
+        if n:
             self.frames_out += 1
         else:
             self.frames_dropped += 1
-        return out
+        return n != 0
+
+    # ---- output ---------------------------------------------------------------------------
+
+    cdef uint8_t* _alloc(self, Py_ssize_t size, bint key) except NULL:
+        """Room for ``size`` bytes of tags: a new ``bytes`` (mux) or the batch's current chunk,
+        closed first when ``key`` (a keyframe starts a new chunk)."""
+        cdef object b
+        cdef Py_ssize_t cap
+        if not self._batch:
+            self._out = PyBytes_FromStringAndSize(NULL, size)
+            return <uint8_t*>PyBytes_AS_STRING(self._out)
+        if key and self._chunk_used:
+            self._close_chunk()
+        if self._chunk == NULL:
+            cap = self._estimate if self._estimate > size else size
+            b = PyBytes_FromStringAndSize(NULL, cap)
+            Py_INCREF(b)
+            self._chunk = <PyObject*>b
+            self._chunk_used = 0
+            self._chunk_cap = cap
+        elif self._chunk_used + size > self._chunk_cap:
+            cap = 2 * self._chunk_cap
+            if cap < self._chunk_used + size:
+                cap = self._chunk_used + size
+            _PyBytes_Resize(&self._chunk, cap)
+            self._chunk_cap = cap
+        cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(<object>self._chunk) + self._chunk_used
+        self._chunk_used += size
+        self._estimate -= size
+        return o
+
+    cdef int _emit(self, bytes data, bint key) except -1:
+        """Tags built elsewhere (AAC): kept as they are (mux) or copied into the chunk."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        if not self._batch:
+            self._out = data
+            return 0
+        memcpy(self._alloc(n, key), PyBytes_AS_STRING(data), <size_t>n)
+        return 0
+
+    cdef int _close_chunk(self) except -1:
+        if self._chunk == NULL:
+            return 0
+        if self._chunk_used:
+            if self._chunk_used != self._chunk_cap:
+                _PyBytes_Resize(&self._chunk, self._chunk_used)
+            self._chunks.append(<object>self._chunk)
+        Py_XDECREF(self._chunk)
+        self._chunk = NULL
+        self._chunk_used = 0
+        self._chunk_cap = 0
+        return 0
 
     def end(self):
         """End-of-sequence tag for the video stream (empty if no video was written)."""
@@ -232,7 +336,7 @@ cdef class FlvMuxer:
 
     # ---- video ----------------------------------------------------------------------------
 
-    cdef bytes _mux_video(self, frame):
+    cdef Py_ssize_t _mux_video(self, frame) except -1:
         cdef bytes data = frame.data if type(frame.data) is bytes else bytes(frame.data)
         cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
@@ -303,22 +407,22 @@ cdef class FlvMuxer:
         if pps is not None:
             self._pps = pps
         if count == 0:
-            return b""
+            return 0
         if not self._started and not key:
-            return b""
+            return 0
 
         cdef object dts_obj = frame.dts
         cdef object pts_obj = frame.pts
         if dts_obj is None:
             dts_obj = pts_obj
         if dts_obj is None and not self._has_video_dts:
-            return b""
+            return 0
         cdef bytes seq_body = None
         if key:
             config = self._video_configuration()
             if config is None:
                 if not self._started:
-                    return b""
+                    return 0
             elif config != self._video_config:
                 self._video_config = config
                 self._video_seq_body = _ref.video_sequence_header_body(config, self._enhanced,
@@ -355,8 +459,8 @@ cdef class FlvMuxer:
         if self._enhanced:
             head = 8 if cts != 0 else 5
         cdef Py_ssize_t body_size = head + payload
-        cdef bytes out = PyBytes_FromStringAndSize(NULL, seq_size + 11 + body_size + 4)
-        cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
+        cdef Py_ssize_t total = seq_size + 11 + body_size + 4
+        cdef uint8_t* o = self._alloc(total, key)
         if seq_body is not None:
             _put_tag_header(o, TAG_VIDEO, seq_size - 15, ms)
             memcpy(o + 11, PyBytes_AS_STRING(seq_body), <size_t>(seq_size - 15))
@@ -388,7 +492,7 @@ cdef class FlvMuxer:
             memcpy(o + 4, p + s, <size_t>(e - s))
             o += 4 + e - s
         _put_u32(o, <unsigned int>(11 + body_size))
-        return out
+        return total
 
     cdef object _video_configuration(self):
         current = (self._vps, self._sps, self._pps)
@@ -403,9 +507,9 @@ cdef class FlvMuxer:
 
     # ---- audio ----------------------------------------------------------------------------
 
-    cdef bytes _mux_audio(self, frame):
+    cdef Py_ssize_t _mux_audio(self, frame) except -1:
         if not self._started:
-            return b""
+            return 0
         if self._g711_byte != 0xAF:
             return self._mux_g711(frame)
         return self._mux_aac(frame)
@@ -425,38 +529,37 @@ cdef class FlvMuxer:
             self._has_base = True
         return True
 
-    cdef bytes _mux_g711(self, frame):
+    cdef Py_ssize_t _mux_g711(self, frame) except -1:
         cdef bytes data = frame.data if type(frame.data) is bytes else bytes(frame.data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         cdef int64_t dts, ms
         if n == 0:
-            return b""
+            return 0
         if not self._audio_dts(frame, &dts):
-            return b""
+            return 0
         self._audio_next = dts + n * 90000 // 8000
         self._has_audio_next = True
         ms = _floor90(dts - self._base)
         if ms < self._audio_ms:
             ms = self._audio_ms
         self._audio_ms = ms
-        cdef bytes out = PyBytes_FromStringAndSize(NULL, 11 + 1 + n + 4)
-        cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
+        cdef uint8_t* o = self._alloc(11 + 1 + n + 4, False)
         _put_tag_header(o, TAG_AUDIO, 1 + n, ms)
         o[11] = <uint8_t>self._g711_byte
         memcpy(o + 12, PyBytes_AS_STRING(data), <size_t>n)
         _put_u32(o + 12 + n, <unsigned int>(12 + n))
-        return out
+        return 16 + n
 
-    cdef bytes _mux_aac(self, frame):
+    cdef Py_ssize_t _mux_aac(self, frame) except -1:
         data = frame.data
         asc, rate, spans = _ref.parse_adts(data)
         if asc is None:
-            return b""
+            return 0
         cdef int64_t dts, t, ms
         cdef int r = rate
         cdef Py_ssize_t k
         if not self._audio_dts(frame, &dts):
-            return b""
+            return 0
         self._audio_next = dts + <int64_t>(1024 * len(spans)) * 90000 // r
         self._has_audio_next = True
         out = []
@@ -479,4 +582,6 @@ cdef class FlvMuxer:
                 ms = self._audio_ms
             self._audio_ms = ms
             out.append(_ref.tag(TAG_AUDIO, ms, b"\xaf\x01" + data[s:e]))
-        return b"".join(out)
+        cdef bytes joined = b"".join(out)
+        self._emit(joined, False)
+        return PyBytes_GET_SIZE(joined)

@@ -1,5 +1,6 @@
 """Type stub for the compiled FLV muxer ``media._flv`` (twin of ``media._flv_py``)."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from ._frame import Frame
@@ -21,4 +22,6 @@ class FlvMuxer:
     @property
     def started(self) -> bool: ...
     def mux(self, frame: Frame) -> bytes: ...
+    def mux_batch(self, frames: Iterable[Frame],
+                  refused: list[tuple[Frame, Exception]] | None = ...) -> list[bytes]: ...
     def end(self) -> bytes: ...

@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 from ._frame import Frame
@@ -608,6 +609,31 @@ class FlvMuxer:
         else:
             self.frames_dropped += 1
         return out
+
+    def mux_batch(self, frames: Iterable[Frame],
+                  refused: list[tuple[Frame, Exception]] | None = None) -> list[bytes]:
+        """Tags for several frames, as few ``bytes`` as possible: a new one starts at every
+        video keyframe tag (so only the first may start elsewhere). The bytes equal the joined
+        :meth:`mux` results. A frame that raises is skipped and ``(frame, exception)`` appended
+        to ``refused`` when given, else the exception propagates (the batch's tags are lost)."""
+        chunks: list[bytes] = []
+        run: list[bytes] = []
+        for frame in frames:
+            try:
+                out = self.mux(frame)
+            except Exception as exc:
+                if refused is None:
+                    raise
+                refused.append((frame, exc))
+                continue
+            if out:
+                if run and out[0] == TAG_VIDEO and (out[11] >> 4) & 7 == 1:
+                    chunks.append(b"".join(run))
+                    run = []
+                run.append(out)
+        if run:
+            chunks.append(b"".join(run))
+        return chunks
 
     def end(self) -> bytes:
         """End-of-sequence tag for the video stream (empty if no video was written)."""

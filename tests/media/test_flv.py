@@ -380,4 +380,58 @@ def test_twins_produce_identical_bytes(ops):
         m = mod.FlvMuxer("h264", "g711a")
         tags = [m.mux(f) for f in frames]
         outs.append((tags, m.header(), m.init_segment(), m.end(), m.frames_dropped, m.width))
+        b = mod.FlvMuxer("h264", "g711a")
+        outs[-1] += tuple(tuple(b.mux_batch(frames[i:i + 5])) for i in range(0, len(frames), 5))
+        outs[-1] += (b.frames_dropped, b.end())
     assert outs[0] == outs[1]
+
+
+# ---- batches ----------------------------------------------------------------------------------
+
+def _is_key_tag(chunk: bytes) -> bool:
+    return chunk[0] == 9 and (chunk[11] >> 4) & 7 == 1
+
+
+@pytest.mark.parametrize("codec,mode", [("h264", "enhanced"), ("h265", "enhanced"),
+                                        ("h265", "legacy")])
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_batch_mux_equals_per_frame_mux(flv, codec, mode, size):
+    frames = list(interleave(list(video(codec, 60)), g711_frames("g711a", count=60, samples=320)))
+    single = flv.FlvMuxer(codec, "g711a", mode)
+    batched = flv.FlvMuxer(codec, "g711a", mode)
+    for i in range(0, len(frames), size):
+        part = frames[i:i + size]
+        tags = [single.mux(f) for f in part]
+        chunks = batched.mux_batch(part)
+        assert b"".join(chunks) == b"".join(tags)
+        assert all(chunks)
+        # a chunk starts at every keyframe tag, nowhere else but the first
+        keys = [t for t in tags if t and _is_key_tag(t)]
+        assert all(_is_key_tag(c) for c in chunks[1:])
+        assert len(chunks) == len(keys) + (0 if not chunks or _is_key_tag(chunks[0]) else 1)
+        assert batched.init_segment() == single.init_segment()
+    assert (batched.frames_in, batched.frames_out, batched.frames_dropped) == \
+        (single.frames_in, single.frames_out, single.frames_dropped)
+    assert batched.end() == single.end()
+
+
+def test_batch_mux_aac(flv):
+    frames = list(interleave(list(video("h264", 30)), aac_frames(count=40)))
+    single, batched = flv.FlvMuxer("h264", "aac"), flv.FlvMuxer("h264", "aac")
+    for i in range(0, len(frames), 5):
+        part = frames[i:i + 5]
+        assert b"".join(batched.mux_batch(part)) == b"".join(single.mux(f) for f in part)
+
+
+def test_batch_mux_refused_frames(flv):
+    frames = list(video("h264", 10))
+    bad = Frame("h264", "x", "y", False, frames[1].data, 0xE0)     # timestamps of the wrong type
+    m = flv.FlvMuxer("h264")
+    refused = []
+    chunks = m.mux_batch([frames[0], bad, frames[1]], refused)
+    assert [f for f, _ in refused] == [bad] and isinstance(refused[0][1], Exception)
+    ref = flv.FlvMuxer("h264")
+    assert b"".join(chunks) == ref.mux(frames[0]) + ref.mux(frames[1])
+    with pytest.raises(Exception):
+        m.mux_batch([frames[2], bad])
+    assert m.mux_batch([]) == []
