@@ -132,8 +132,11 @@ class Relay:
         if self.ended is not None or not frames:
             return
         first = self.frames_in == 0
-        for frame in frames:
-            self._track(frame)
+        if self._settled and self._key_dts is not None:
+            self._track_settled(frames)
+        else:
+            for frame in frames:
+                self._track(frame)
         if first and self.on_first_frame is not None:
             callback, self.on_first_frame = self.on_first_frame, None
             try:
@@ -147,6 +150,55 @@ class Relay:
                 log.exception("sink %r of %s failed; removed", sink, self.name)
                 self.sink_errors += 1
                 self._drop_sink(sink, "error")
+
+    def _track_settled(self, frames: list[Frame]) -> None:
+        """:meth:`_track` for a whole batch once the codecs settled after a video keyframe (the
+        steady state): the same bookkeeping with the state in locals."""
+        gop: list[Frame] | None = self._gop if self._gop_open else None
+        gop_bytes = self._gop_bytes
+        limit = self.gop_limit
+        video = audio = None
+        nbytes = keys = audio_frames = overflows = 0
+        for frame in frames:
+            size = len(frame.data)
+            nbytes += size
+            codec = frame.codec
+            if codec in VIDEO_CODECS:
+                video = codec
+                if frame.keyframe:
+                    keys += 1
+                    gop = [frame]
+                    gop_bytes = size
+                    continue
+            else:
+                audio = codec
+                audio_frames += 1
+            if gop is not None:
+                gop.append(frame)
+                gop_bytes += size
+                if gop_bytes > limit:
+                    gop = None
+                    gop_bytes = 0
+                    overflows += 1
+        self.frames_in += len(frames)
+        self.bytes_in += nbytes
+        if video is not None:
+            self.video_codec = video
+        if audio is not None:
+            self.audio_codec = audio
+            self._audio_frames += audio_frames
+        if keys:
+            self.keyframes += keys
+        if overflows:
+            self.gop_overflows += overflows
+        if gop is None:
+            if self._gop_open:
+                self._gop = []
+                self._gop_open = False
+        else:
+            self._gop = gop
+            self._gop_open = True
+        self._gop_bytes = gop_bytes
 
     def _track(self, frame: Frame) -> None:
         self.frames_in += 1
@@ -302,6 +354,30 @@ def _is_key_chunk(chunk: bytes) -> bool:
     return len(chunk) > 11 and chunk[0] == 9 and (chunk[11] >> 4) & 7 == 1
 
 
+def _split_frames(chunk: bytes, key: bool) -> list[tuple[bytes, bool]]:
+    """The tags of ``chunk`` as the muxer makes them per frame: a sequence header stays with
+    the tag after it. ``key`` is the first part's flag (only the first tag of a chunk may be a
+    keyframe)."""
+    parts: list[tuple[bytes, bool]] = []
+    start = pos = 0
+    n = len(chunk)
+    while pos + 11 <= n:
+        end = pos + 15 + int.from_bytes(chunk[pos + 1:pos + 4], "big")
+        head = chunk[pos + 11] if pos + 12 < n else 0
+        packet = chunk[pos + 12] if pos + 12 < n else 1
+        if chunk[pos] == 9:
+            seq = (head & 0x8F) == 0x80 if head & 0x80 else packet == 0
+        else:
+            seq = head >> 4 == 10 and packet == 0
+        pos = end
+        if not seq:
+            parts.append((chunk[start:end], key if not parts else False))
+            start = end
+    if start < n:
+        parts.append((chunk[start:], key if not parts else False))
+    return parts
+
+
 class FlvHub:
     """The FLV side of a :class:`Relay`: one muxer, its tags sent by reference to every viewer.
 
@@ -320,6 +396,8 @@ class FlvHub:
         self._cache_bytes = 0
         self._cache_valid = False
         self._codecs: tuple[str | None, str | None] | None = None
+        self._video_codec: str | None = None  # the muxer's (a change restarts the viewers)
+        self._refused: list[tuple[Frame, Exception]] = []
         self._pending: list[Frame] = []     # frames since the last keyframe, until the codecs settle
         self._pending_bytes = 0
 
@@ -355,21 +433,18 @@ class FlvHub:
                 return
             frames, self._pending = self._pending, []
             self._pending_bytes = 0
-        elif relay.video_codec is not None and relay.video_codec != self._codecs[0]:  # type: ignore[index]
+        elif relay.video_codec != self._video_codec and relay.video_codec is not None:
             self._restart("codec change")
             return
-        muxer = self.muxer
-        assert muxer is not None
-        chunks: list[bytes] = []
-        for frame in frames:
-            try:
-                out = muxer.mux(frame)
-            except Exception:       # a frame the muxer cannot take must not stop the stream
-                log.debug("FLV muxer refused %r", frame, exc_info=True)
-                self.unsupported += 1
-                continue
-            if out:
-                chunks.append(out)
+        # one bytes per run of tags between keyframes (usually one per batch): the viewers
+        # queue it by reference and a reader gets it without joining
+        refused = self._refused
+        chunks = self.muxer.mux_batch(frames, refused)  # type: ignore[union-attr]
+        if refused:                 # a frame the muxer cannot take must not stop the stream
+            for frame, exc in refused:
+                log.debug("FLV muxer refused %r", frame, exc_info=exc)
+            self.unsupported += len(refused)
+            refused.clear()
         if chunks:
             self._distribute(chunks)
 
@@ -414,6 +489,7 @@ class FlvHub:
             return False
         self.muxer = FlvMuxer(video, audio, relay.hevc_mode)
         self._codecs = (relay.video_codec, relay.audio_codec)
+        self._video_codec = relay.video_codec
         return True
 
     def _fail(self, reason: str) -> None:
@@ -440,7 +516,8 @@ class FlvHub:
         limit = self.relay.gop_limit
         init: bytes | None = None
         for chunk in chunks:
-            key = _is_key_chunk(chunk)
+            # the first tag is a video keyframe (or its sequence header): _is_key_chunk
+            key = len(chunk) > 11 and chunk[0] == 9 and (chunk[11] >> 4) & 7 == 1
             if key:
                 self._cache = [chunk]
                 self._cache_bytes = len(chunk)
@@ -452,7 +529,14 @@ class FlvHub:
                     self._cache = []
                     self._cache_bytes = 0
                     self._cache_valid = False
-            for viewer in tuple(self.viewers):
+            viewers = self.viewers
+            if len(viewers) == 1:
+                viewer = viewers[0]
+                if viewer._started:
+                    viewer._push(chunk, key)
+                    continue
+                viewers = [viewer]
+            for viewer in tuple(viewers):
                 if viewer._started:
                     viewer._push(chunk, key)
                 elif key:
@@ -580,6 +664,34 @@ class FlvViewer(_BoundedQueue):
     def _size(self, item: bytes) -> int:
         return len(item)
 
+    def _push(self, item: bytes, key: bool) -> None:
+        """:meth:`_BoundedQueue._push` for bytes, the common case (room in the queue) inline."""
+        if self.ended is not None:
+            return
+        if self._skipping:
+            if not key:
+                self.dropped += 1
+                self.dropped_bytes += len(item)
+                return
+            self._skipping = False
+        queued = self._queued
+        if key and queued == 0 and not self._busy:
+            self._behind = 0          # caught up: the reader is waiting at a keyframe
+        size = len(item)
+        if queued + size > self.limit:
+            # the bound is hit within this chunk: apply the drop policy frame by frame, as
+            # when every frame's tags were queued on their own
+            for part, part_key in _split_frames(item, key):
+                _BoundedQueue._push(self, part, part_key)
+            return
+        self._items.append(item)
+        self._queued = queued + size
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _start(self, data: bytes) -> None:
         self._started = True
         self._push(data, True)
@@ -589,8 +701,11 @@ class FlvViewer(_BoundedQueue):
 
     async def read(self) -> bytes | None:
         """The bytes queued since the last read (waits for some), None once the stream ended."""
-        await self._wait()
         items = self._items
+        if items and self.ended is None:
+            self._busy = True           # data at hand: no wait (_wait without the coroutine)
+        else:
+            await self._wait()
         if not items:
             self._busy = False
             return None

@@ -329,3 +329,32 @@ async def test_frame_queue_drop_policy_and_end():
     assert got[0] is frames[25]                      # resumed at the keyframe
     relay.end("api")
     assert await queue.get() is None and queue.ended == "api"
+
+
+@pytest.mark.parametrize("batch", [2, 5, 10])
+def test_batched_feed_drops_like_frame_by_frame(batch):
+    """The hub queues one chunk per batch; the drop policy still acts frame by frame."""
+    frames = list(av_stream(150))
+    gop_bytes = sum(len(f.data) for f in frames[:50])
+    results = []
+    for size in (1, batch):
+        relay = Relay("t", viewer_limit=gop_bytes // 4, max_overflows=50)
+        viewer = relay.flv().add_viewer()
+        got = []
+        for i in range(0, len(frames), 30):
+            for j in range(i, i + 30, size):
+                relay.feed(frames[j:j + size])
+            got.append(drain(viewer))              # reads now and then: overflows between
+        results.append((got, viewer.overflows, viewer.dropped_bytes, viewer.ended))
+    assert results[0] == results[1]
+    assert results[0][1] > 0
+
+
+def test_split_frames_keeps_sequence_headers_with_their_frame():
+    from media.flv import FlvMuxer
+    from media.relay import _split_frames
+    frames = list(av_stream(30))
+    muxer = FlvMuxer("h264", "g711a")
+    outs = [muxer.mux(f) for f in frames]
+    outs = [o for o in outs if o]
+    assert _split_frames(b"".join(outs), True) == [(o, i == 0) for i, o in enumerate(outs)]
