@@ -31,6 +31,10 @@ Design, and why:
   to live does not grow). A viewer that overflows ``max_overflows`` times without once having
   caught up (empty queue, reader waiting) at a keyframe is disconnected with the reason
   ``"too slow"``. Drops are counted per viewer (``dropped``, ``dropped_bytes``, ``overflows``).
+  The hub muxes each batch of frames it gets into one chunk (one per run between keyframes)
+  that every viewer queues by reference, so a reader gets it without a join; when a chunk would
+  hit the bound, the policy is applied to its frames' tags one by one, as if queued singly
+  (``dropped`` counts queued items: chunks, or frames' tags when the bound split one).
 * **End.** :meth:`Relay.end` tells every sink once (``on_end(reason)``); FLV viewers get what was
   queued, the FLV end-of-sequence tag, then the end of the stream.
 
