@@ -210,6 +210,8 @@ class DeviceManagement:
         except (Sip28181Error, OSError) as exc:
             log.warning("answering %s %s failed: %s", msg.cmd_type, msg.sn, exc,
                         extra={"device_id": self.sim.device_id})
+        finally:
+            work.close()        # a task cancelled before it ran (simulator stopping) never awaited it
 
     async def send(self, msg: m.Message) -> Response:
         """One out-of-dialog MESSAGE to the platform."""

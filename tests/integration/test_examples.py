@@ -38,3 +38,20 @@ async def test_embedded_platform_and_simulated_camera(tmp_path):
     assert platform.returncode == 0, log
     assert "34020000001320000001 is online (register)" in log
     assert "34020000001320000001 is offline (unregistered)" in log
+
+
+async def test_watch_channel_example():
+    """Catalog, live video through the relay, PTZ and an HJ alarm, as the example prints them."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / "watch_channel.py"), str(free_port()),
+        env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "catalog: 2 of 2 items, partial=False" in text
+    assert text.count("channel 3402000000131000000") == 2
+    watched = next(line for line in text.splitlines() if line.startswith("watched "))
+    video = int(watched.split()[1])
+    assert video >= 25 and "(0 keyframes)" not in watched and "h264" in watched, watched
+    assert "PTZ right: A50F0101" in text and "PTZ stop: A50F0100000000" in text
+    assert "method 5 type 100001 image http://127.0.0.1/outfall-2.jpg" in text
