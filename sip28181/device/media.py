@@ -37,6 +37,7 @@ from ..sdp import MediaDescription, Rtpmap, SdpError, SessionDescription, parse 
 from ..sip.dialog import Dialog, new_tag
 from ..sip.message import Request, Response
 from ..transport import Flow
+from ..tasks import TaskSet
 from .simulator import HANDLED
 
 if TYPE_CHECKING:
@@ -338,7 +339,7 @@ class DeviceMedia:
         self.streams: dict[str, DeviceStream] = {}
         self.invites_received = 0
         self.cancels_received = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet(log, prefix=f"{simulator.device_id} ", extra={"device_id": simulator.device_id})
         handlers = simulator.request_handlers
         handlers["INVITE"] = self._on_invite
         handlers["CANCEL"] = self._on_cancel
@@ -351,15 +352,7 @@ class DeviceMedia:
         return {"device_id": self.sim.device_id}
 
     def _spawn(self, coro, name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.sim.device_id} {name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("media task %s failed", task.get_name(), exc_info=task.exception(), extra=self._extra)
+        return self._tasks.spawn(coro, name)
 
     # -- public controls (tests, CLI) ---------------------------------------------------------
     def stream(self, call_id: str | None = None) -> DeviceStream | None:
@@ -388,9 +381,7 @@ class DeviceMedia:
     async def close(self) -> None:
         for s in list(self.streams.values()):
             self._end(s, "stopped")
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
     # -- signalling ---------------------------------------------------------------------------
     def _reply(self, request: Request, status: int, reason: str | None = None, *,

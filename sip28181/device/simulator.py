@@ -17,6 +17,7 @@ from ..manscdp.charset import encode_body
 from ..sip.auth import DigestClient
 from ..sip.message import Request, Response
 from ..transport import Flow
+from ..tasks import TaskSet
 from .management import DeviceManagement
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class DeviceSimulator:
         self._from_tag = new_tag()
         self._cseq = 0
         self._sn = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet(prefix=f"{device_id} ")
         self._flow: Flow | None = None
         self.keepalives_sent = 0
         #: MANSCDP behaviour (queries, controls, alarms, subscriptions); ``management`` holds its
@@ -95,9 +96,7 @@ class DeviceSimulator:
         self._spawn(self._refresh_loop(), "refresh")
 
     async def stop(self, *, unregister: bool = True) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self.media.close()
         if unregister and self.registered:
             try:
@@ -114,10 +113,7 @@ class DeviceSimulator:
         await self.stop()
 
     def _spawn(self, coro, name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.device_id} {name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro, name)
 
     # -- signalling ---------------------------------------------------------------------------------
     async def server_flow(self) -> Flow:

@@ -19,6 +19,7 @@ from ..store.base import DeviceRecord, PresenceEvent
 from ..transport import Flow
 from ..endpoint import SipEndpoint
 from ..sip.dialog import new_tag
+from ..tasks import TaskSet
 from .bus import EventBus
 from .events import DeviceOffline, DeviceOnline, DeviceRegistered, RegistrationRefused
 from .management import DeviceManagement
@@ -61,7 +62,7 @@ class Platform:
                                     on_connection_lost=self._on_connection_lost,
                                     on_parse_error=self._on_parse_error)
         self._presence_events: list[Any] = []
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet(log)
         self._presence_timer: asyncio.TimerHandle | None = None
         self._flush_lock = asyncio.Lock()
         self._started = False
@@ -122,9 +123,7 @@ class Platform:
         try:
             await self.sessions.close()
             await self.endpoint.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._tasks.close()
             self.management.stop()
             await self.flush()
         finally:
@@ -132,15 +131,8 @@ class Platform:
                 await self.store.close()
 
     def _spawn(self, coro, name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+        """A background task of the platform (services use it too): ended by :meth:`stop`."""
+        return self._tasks.spawn(coro, name)
 
     # -- store ------------------------------------------------------------------------------------
     async def _flusher(self) -> None:

@@ -35,6 +35,7 @@ from media.outputs.rtmp import RtmpPushSink
 from media.outputs.snapshot import snapshot as take_snapshot
 
 from ..errors import NotFoundError
+from ..tasks import TaskSet
 from .streams import StreamHandle, StreamManager
 
 __all__ = ["HlsOutput", "OutputManager", "PushOutput", "RecordOutput"]
@@ -102,7 +103,7 @@ class OutputManager:
         self._records: dict[str, RecordOutput] = {}
         self._history: deque[_Output] = deque(maxlen=HISTORY)
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet()
         self._idle_task: asyncio.Task | None = None
         self._closing = False
         # HLS files of a previous run are stale: players must not get them.
@@ -141,9 +142,7 @@ class OutputManager:
             finally:
                 self._ended(output, table)
 
-        task = asyncio.get_running_loop().create_task(watch(), name=f"output {output.output_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(watch(), f"output {output.output_id}")
 
     def _ended(self, output: _Output, table: dict[str, Any]) -> None:
         if output.ended_at is not None:
@@ -337,11 +336,7 @@ class OutputManager:
             if output.handle is not None:
                 output.handle.relay.remove_sink(output.sink)
             output.sink.stop("shutdown")
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=CLOSE_TIMEOUT)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close(grace=CLOSE_TIMEOUT)
         if self._idle_task is not None:
             self._idle_task.cancel()
             await asyncio.gather(self._idle_task, return_exceptions=True)

@@ -43,6 +43,7 @@ from media.outputs.httpflv import ClientWatch
 from media.relay import FlvViewer, Relay
 
 from ..errors import LocalProtocolError, NotFoundError, Sip28181Error
+from ..tasks import TaskSet
 from .events import StreamStarted, StreamStopped
 from .sessions import MediaOffer, MediaSession, MediaTransport, SessionError, SessionKind
 
@@ -212,7 +213,7 @@ class StreamManager:
         #: Notices HTTP-FLV clients gone while their stream is silent (one task for all).
         self.client_watch = ClientWatch()
         self._streams: dict[str, Stream] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet(log)
         self._supervisor: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._closing = False
@@ -258,11 +259,7 @@ class StreamManager:
         self._closing = True
         for stream in list(self._streams.values()):
             self._close(stream, "shutdown")
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5.0)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close(grace=5.0)
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
@@ -559,15 +556,7 @@ class StreamManager:
 
     # -- tasks ----------------------------------------------------------------------------------
     def _spawn(self, coro, name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coro, name)
 
 
 def inspectable(value: Any) -> bool:
