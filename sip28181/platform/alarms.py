@@ -17,14 +17,12 @@ are handled the same way, without an acknowledgement (the standard has none).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalProtocolError, Sip28181Error
-from ..store.base import AlarmFilter, AlarmRecord, MobilePositionRecord
+from ..store.base import AlarmFilter, AlarmRecord, MobilePositionRecord, write_in_order
 from .catalog import _jsonable
 from .events import AlarmReceived, MobilePositionReceived
 
@@ -140,25 +138,16 @@ class Alarms:
         positions, self._positions = self._positions, []
         if store is None:
             return
-        # a store write completes even when its caller is cancelled (SqliteStore._write): what a
-        # cancelled write carried is stored and must not be queued again (rows would double)
-        try:
-            if alarms:
-                try:
-                    await store.add_alarms(alarms)
-                finally:
-                    if not _failed():
-                        alarms = []
-            if positions:
-                try:
-                    await store.add_mobile_positions(positions)
-                finally:
-                    if not _failed():
-                        positions = []
-        except BaseException:
-            self._alarms[:0] = alarms         # nothing lost: written at the next flush
-            self._positions[:0] = positions
-            raise
+        steps = []
+        if alarms:
+            def requeue_alarms() -> None:
+                self._alarms[:0] = alarms
+            steps.append((lambda: store.add_alarms(alarms), requeue_alarms))
+        if positions:
+            def requeue_positions() -> None:
+                self._positions[:0] = positions
+            steps.append((lambda: store.add_mobile_positions(positions), requeue_positions))
+        await write_in_order(steps)     # nothing lost, nothing written twice
 
     async def search(self, where: AlarmFilter, *, offset: int = 0, limit: int = 100) -> tuple[list[AlarmRecord], int]:
         """Stored alarms (newest first) and the number matching; pending ones are flushed first."""
@@ -178,8 +167,3 @@ class Alarms:
             raise LocalProtocolError("alarm history needs a store")
         return self.platform.store
 
-
-def _failed() -> bool:
-    """True inside a ``finally`` reached by an exception other than cancellation."""
-    exc = sys.exc_info()[1]
-    return exc is not None and not isinstance(exc, asyncio.CancelledError)

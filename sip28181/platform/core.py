@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import ManscdpError, NotFoundError, RemoteProtocolError
 from ..manscdp.codec import parse_envelope
 from ..sip.message import Request, Response
-from ..store.base import DeviceRecord, PresenceEvent
+from ..store.base import DeviceRecord, PresenceEvent, write_in_order
 from ..transport import Flow
 from ..endpoint import SipEndpoint
 from ..sip.dialog import new_tag
@@ -155,28 +155,19 @@ class Platform:
         async with self._flush_lock:
             dirty = self.registry.take_dirty()
             events, self._presence_events = self._presence_events, []
-            # A store write completes even when we are cancelled (see SqliteStore._write): after a
-            # cancellation only what was not attempted goes back; after a failure, what failed. No
-            # lost data, and no presence event written twice.
-            stage = 0
-            try:
-                if dirty:
-                    await self.store.upsert_devices([self._record(s) for s in dirty])
-                stage = 1
-                if events:
-                    await self.store.add_presence_events([PresenceEvent(e.device_id, s, e.at, e.reason)
-                                                          for e, s in events])
-                stage = 2
-            except asyncio.CancelledError:
-                if stage == 0:          # the device rows were written; the events never were
-                    self._presence_events[:0] = events
-                raise
-            except BaseException:
-                if stage == 0:
+            steps = []
+            if dirty:
+                def remark() -> None:
                     for s in dirty:
                         self.registry.mark(s.device_id)
-                self._presence_events[:0] = events
-                raise
+                steps.append((lambda: self.store.upsert_devices([self._record(s) for s in dirty]), remark))
+            if events:
+                def requeue_events() -> None:
+                    self._presence_events[:0] = events
+                steps.append((lambda: self.store.add_presence_events(
+                    [PresenceEvent(e.device_id, s, e.at, e.reason) for e, s in events]), requeue_events))
+            # a write that fails is retried at the next flush; see write_in_order for cancellation
+            await write_in_order(steps)
             await self.management.flush()
 
     @staticmethod

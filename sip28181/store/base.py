@@ -10,8 +10,9 @@ Times are Unix epoch seconds as ``float``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -309,6 +310,27 @@ class Store(Protocol):
                                until: float | None = None, limit: int = 1000) -> list[MobilePositionRecord]:
         """Positions of one channel/device ID (or all), oldest first, ``since <= at < until``."""
         ...
+
+
+async def write_in_order(steps: Sequence[tuple[Callable[[], Awaitable[Any]], Callable[[], None]]]) -> None:
+    """Run queued store writes in order, each ``(write, requeue)``, so nothing is lost or doubled.
+
+    When a write fails, it and every later step are put back (``requeue``) for the next flush.
+    When the caller is cancelled during a write, only the later steps are: a cancelled
+    :class:`~sip28181.store.sqlite.SqliteStore` write still completes, and inserting its rows again
+    would store them twice.
+    """
+    for i, (write, _) in enumerate(steps):
+        try:
+            await write()
+        except asyncio.CancelledError:
+            for _, requeue in steps[i + 1:]:
+                requeue()
+            raise
+        except BaseException:
+            for _, requeue in steps[i:]:
+                requeue()
+            raise
 
 
 def check_paging(offset: int, limit: int | None) -> None:

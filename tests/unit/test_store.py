@@ -309,3 +309,35 @@ async def test_a_cancelled_write_still_commits_and_leaves_the_connection_usable(
         assert len(await store.presence_events()) == 11
     finally:
         await store.close()
+
+
+async def test_write_in_order_puts_back_what_failed_and_what_a_cancellation_never_reached():
+    from sip28181.store.base import write_in_order
+
+    requeued: list[str] = []
+    started = asyncio.Event()
+
+    async def ok():
+        return None
+
+    async def fail():
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def slow():
+        started.set()
+        await asyncio.sleep(10)
+
+    def step(write, name):
+        return (write, lambda: requeued.append(name))
+
+    with pytest.raises(sqlite3.OperationalError):
+        await write_in_order([step(ok, "a"), step(fail, "b"), step(ok, "c")])
+    assert requeued == ["b", "c"]           # the failed step and every later one
+
+    requeued.clear()
+    task = asyncio.ensure_future(write_in_order([step(ok, "a"), step(slow, "b"), step(ok, "c")]))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert requeued == ["c"]                # the cancelled write completes by itself
