@@ -9,14 +9,12 @@ import aiohttp
 import av
 import pytest
 
-from sip28181.device import DeviceSimulator
 from sip28181.device.media import MediaOptions
 from sip28181.server import Server
 
-from .conftest import SERVER_ID, TOKEN, Api, wait_for
+from .conftest import TOKEN, Api, wait_for
+from .livekit import CHANNEL, DEVICE, camera
 
-DEVICE = "34020000001320000001"
-CHANNEL = "34020000001310000001"
 PS_FILE = "tests/data/ps/libmpeg_h264_g711a.ps"
 UNKNOWN = "34020000001320000999"
 
@@ -26,17 +24,11 @@ async def env(config_factory):
     server = Server(config_factory(media_linger=0.5, hls_idle_timeout=1.5, hls_segment_seconds=2,
                                    hls_list_size=4, media_port_min=31000, media_port_max=31099))
     await server.start()
-    device = DeviceSimulator(DEVICE, server_id=SERVER_ID, server_host="127.0.0.1",
-                             server_port=server.sip_port, keepalive_interval=30,
-                             media=MediaOptions(source=PS_FILE))
     try:
-        await device.start()
-        await wait_for(lambda: (s := server.platform.registry.get(DEVICE)) is not None
-                       and s.status == "online")
-        async with aiohttp.ClientSession() as session:
+        async with camera(server, MediaOptions(source=PS_FILE)) as device, \
+                aiohttp.ClientSession() as session:
             yield server, device, Api(session, f"http://127.0.0.1:{server.http_port}")
     finally:
-        await device.stop()
         await server.stop()
 
 

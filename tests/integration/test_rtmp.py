@@ -8,17 +8,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sip28181.device import DeviceSimulator
 from sip28181.device.media import MediaOptions
 from sip28181.server import Server
 
-from .conftest import SERVER_ID, Api, wait_for
+from .conftest import Api, wait_for
+from .livekit import CHANNEL, DEVICE, camera
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "media"))
-from outputs_support import NginxRtmp, count_frames, ffprobe, free_port  # noqa: E402
+from outputs_support import NginxRtmp, count_frames, ffprobe, free_port, nginx  # noqa: E402,F401
 
-DEVICE = "34020000001320000001"
-CHANNEL = "34020000001310000001"
 PS_FILE = "tests/data/ps/libmpeg_h264_g711a.ps"
 UNKNOWN = "34020000001320000999"
 PUSH = f"/api/v1/devices/{DEVICE}/channels/{CHANNEL}/push"
@@ -29,28 +27,13 @@ RECORD = f"/api/v1/devices/{DEVICE}/channels/{CHANNEL}/record"
 async def env(config_factory):
     server = Server(config_factory(media_linger=0.5, media_port_min=31100, media_port_max=31199))
     await server.start()
-    device = DeviceSimulator(DEVICE, server_id=SERVER_ID, server_host="127.0.0.1",
-                             server_port=server.sip_port, keepalive_interval=30,
-                             media=MediaOptions(source=PS_FILE))
     try:
-        await device.start()
-        await wait_for(lambda: (s := server.platform.registry.get(DEVICE)) is not None
-                       and s.status == "online")
-        async with aiohttp.ClientSession() as session:
+        async with camera(server, MediaOptions(source=PS_FILE)) as device, \
+                aiohttp.ClientSession() as session:
             yield server, device, Api(session, f"http://127.0.0.1:{server.http_port}")
     finally:
-        await device.stop()
         await server.stop()
 
-
-@pytest.fixture
-def nginx(tmp_path):
-    server = NginxRtmp(tmp_path / "nginx")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_push_to_nginx_and_stop(env, nginx):
@@ -175,20 +158,14 @@ async def test_record_bad_requests(env, body):
 async def test_server_stop_finishes_a_recording(config_factory, tmp_path):
     server = Server(config_factory(media_linger=0.5, media_port_min=31200, media_port_max=31299))
     await server.start()
-    device = DeviceSimulator(DEVICE, server_id=SERVER_ID, server_host="127.0.0.1",
-                             server_port=server.sip_port, keepalive_interval=30,
-                             media=MediaOptions(source=PS_FILE))
     try:
-        await device.start()
-        await wait_for(lambda: (s := server.platform.registry.get(DEVICE)) is not None
-                       and s.status == "online")
-        outputs = server.platform.outputs
-        rec = await outputs.start_record(DEVICE, CHANNEL)
-        await wait_for(lambda: rec.sink.current is not None and rec.sink.current.video_frames > 60,
-                       timeout=30)
+        async with camera(server, MediaOptions(source=PS_FILE)):
+            rec = await server.platform.outputs.start_record(DEVICE, CHANNEL)
+            await wait_for(lambda: rec.sink.current is not None and rec.sink.current.video_frames > 60,
+                           timeout=30)
+            await server.stop()             # outputs closed first: the file is completed
     finally:
-        await server.stop()                 # outputs closed first: the file is completed
-        await device.stop()
+        await server.stop()
     (f,) = rec.sink.files
     assert f.complete and rec.end_reason == "shutdown"
     assert count_frames(f.path)["video"] == f.video_frames

@@ -172,3 +172,14 @@ rtmp {{
     def log(self) -> str:
         path = self.dir / "error.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """An nginx-rtmp server of its own on a free loopback port (import this fixture to use it)."""
+    server = NginxRtmp(tmp_path / "nginx")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

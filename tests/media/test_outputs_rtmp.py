@@ -10,18 +10,9 @@ import pytest
 
 from media.outputs import OutputError
 from media.outputs.rtmp import RtmpPushSink, RtmpState, check_rtmp_url
-from outputs_support import (NginxRtmp, batches, count_frames, free_port, looped,
+from outputs_support import (NginxRtmp, batches, count_frames, free_port, looped, nginx,  # noqa: F401
                              running_output_threads, sample_frames)
 
-
-@pytest.fixture
-def nginx(tmp_path):
-    server = NginxRtmp(tmp_path / "nginx")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def wait_until(predicate, timeout=20.0, what="condition"):
