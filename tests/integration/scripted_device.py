@@ -4,14 +4,19 @@ queries with scripted packets (whatever a test wants a field device to do)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Callable
 
+import aiohttp
+
+from sip28181.config import Config
 from sip28181.device import DeviceSimulator
 from sip28181.manscdp import messages as m
 from sip28181.sip.dialog import new_tag
 from sip28181.sip.message import Request, Response
+from sip28181.server import Server
 
-from .conftest import SERVER_ID
+from .conftest import SERVER_ID, Api
 
 NVR = "34020000001180000001"
 
@@ -135,3 +140,16 @@ class ScriptedDevice:
             body=encode_body(xml, self.sim.charset), content_type="Application/MANSCDP+xml",
             extra=[("Event", subscribe.headers.get("Event")), ("Subscription-State", state)])
         return await self.sim.endpoint.request(request, flow, timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def scripted_server(config: Config):
+    """A running server with a scripted NVR registered and online, and an API client:
+    ``(server, api, device)``; everything is stopped on exit."""
+    srv = Server(config)
+    await srv.start()
+    try:
+        async with aiohttp.ClientSession() as session, ScriptedDevice(srv) as dev:
+            yield srv, Api(session, f"http://127.0.0.1:{srv.http_port}"), dev
+    finally:
+        await srv.stop()

@@ -10,10 +10,9 @@ import aiohttp
 import pytest
 
 from sip28181.platform.events import AlarmReceived
-from sip28181.server import Server
 
-from .conftest import TOKEN, Api, wait_for
-from .scripted_device import NVR, ScriptedDevice, channel_id
+from .conftest import TOKEN, wait_for
+from .scripted_device import NVR, channel_id, scripted_server
 
 CAM = channel_id(1)
 
@@ -55,12 +54,8 @@ POSITION = f"""<Notify><CmdType>MobilePosition</CmdType><SN>401</SN><DeviceID>{C
 
 @pytest.fixture
 async def env(config_factory):
-    srv = Server(config_factory(catalog_query_on_register=False, query_timeout=2.0))
-    await srv.start()
-    async with aiohttp.ClientSession() as session, ScriptedDevice(srv) as dev:
-        yield srv, Api(session, f"http://127.0.0.1:{srv.http_port}"), dev, session
-    if srv.platform is not None:
-        await srv.stop()
+    async with scripted_server(config_factory(catalog_query_on_register=False, query_timeout=2.0)) as (srv, api, dev):
+        yield srv, api, dev, api.session
 
 
 async def read_events(resp: aiohttp.ClientResponse, n: int) -> list[tuple[str, dict]]:

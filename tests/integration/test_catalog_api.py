@@ -3,14 +3,11 @@ refresh; and nothing lost when a store flush fails."""
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
 from sip28181.manscdp import messages as m
-from sip28181.server import Server
 
-from .conftest import Api
-from .scripted_device import NVR, ScriptedDevice, catalog_items, catalog_packets, channel_id
+from .scripted_device import NVR, catalog_items, catalog_packets, channel_id, scripted_server
 
 BG = "34020000002150000001"
 VO1 = "34020000002160000001"
@@ -30,12 +27,10 @@ def tree_items() -> list[m.CatalogItem]:
 
 @pytest.fixture
 async def env(config_factory):
-    srv = Server(config_factory(catalog_query_on_register=False, catalog_timeout=2.0, catalog_idle_timeout=0.5))
-    await srv.start()
-    async with aiohttp.ClientSession() as session, ScriptedDevice(srv) as dev:
+    config = config_factory(catalog_query_on_register=False, catalog_timeout=2.0, catalog_idle_timeout=0.5)
+    async with scripted_server(config) as (srv, api, dev):
         dev.answers["Catalog"] = lambda q: catalog_packets(q.sn, NVR, tree_items(), per_packet=2)
-        yield srv, Api(session, f"http://127.0.0.1:{srv.http_port}"), dev
-    await srv.stop()
+        yield srv, api, dev
 
 
 async def test_refresh_list_filter_and_tree(env):

@@ -5,30 +5,24 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp
 import pytest
 
 from sip28181.manscdp import messages as m
 from sip28181.manscdp.ptz import PtzAction, decode_ptz
 from sip28181.platform.queries import DeviceRefused
-from sip28181.server import Server
 
-from .conftest import Api
-from .scripted_device import NVR, ScriptedDevice, channel_id
+from .scripted_device import NVR, channel_id, scripted_server
 
 CAM = channel_id(1)
 
 
 @pytest.fixture
 async def env(config_factory):
-    srv = Server(config_factory(catalog_query_on_register=False, query_timeout=2.0))
-    await srv.start()
-    async with aiohttp.ClientSession() as session, ScriptedDevice(srv) as dev:
+    async with scripted_server(config_factory(catalog_query_on_register=False, query_timeout=2.0)) as (srv, api, dev):
         dev.answers["DeviceControl"] = lambda q: [m.DeviceControlResponse(sn=q.sn, device_id=q.device_id, result="OK")] \
             if (q.record_cmd or q.guard_cmd or q.alarm_cmd or q.home_position) else []
         dev.answers["DeviceConfig"] = lambda q: [m.DeviceConfigResponse(sn=q.sn, device_id=q.device_id, result="OK")]
-        yield srv, Api(session, f"http://127.0.0.1:{srv.http_port}"), dev
-    await srv.stop()
+        yield srv, api, dev
 
 
 async def test_ptz_library_and_api(env, caplog):

@@ -3,27 +3,21 @@ through the library calls and the HTTP API (errors included)."""
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
 from sip28181.errors import NotFoundError
 from sip28181.manscdp import messages as m
 from sip28181.platform.queries import DeviceRefused, QueryTimeout
-from sip28181.server import Server
 
-from .conftest import Api
-from .scripted_device import NVR, ScriptedDevice, channel_id
+from .scripted_device import NVR, channel_id, scripted_server
 
 CAM = channel_id(1)
 
 
 @pytest.fixture
 async def env(config_factory):
-    srv = Server(config_factory(catalog_query_on_register=False, query_timeout=2.0))
-    await srv.start()
-    async with aiohttp.ClientSession() as session, ScriptedDevice(srv) as dev:
-        yield srv, Api(session, f"http://127.0.0.1:{srv.http_port}"), dev
-    await srv.stop()
+    async with scripted_server(config_factory(catalog_query_on_register=False, query_timeout=2.0)) as env:
+        yield env
 
 
 def records(q: m.RecordInfoQuery, n: int) -> list[m.RecordItem]:

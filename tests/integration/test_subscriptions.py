@@ -3,26 +3,22 @@ alarm and position subscriptions, NOTIFY before the 200, termination, unsubscrib
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
 from sip28181.manscdp import messages as m
-from sip28181.server import Server
 from sip28181.sip.message import Response
 
-from .conftest import Api, wait_for
-from .scripted_device import NVR, ScriptedDevice, catalog_items, catalog_packets, channel_id
+from .conftest import wait_for
+from .scripted_device import NVR, catalog_items, catalog_packets, channel_id, scripted_server
 
 
 @pytest.fixture
 async def env(config_factory):
-    srv = Server(config_factory(catalog_query_on_register=False, query_timeout=2.0, catalog_timeout=2.0))
-    await srv.start()
-    async with aiohttp.ClientSession() as session, ScriptedDevice(srv) as dev:
+    config = config_factory(catalog_query_on_register=False, query_timeout=2.0, catalog_timeout=2.0)
+    async with scripted_server(config) as (srv, api, dev):
         dev.answers["Catalog"] = lambda q: catalog_packets(q.sn, NVR, catalog_items(5))
         await srv.platform.query_catalog(NVR)
-        yield srv, Api(session, f"http://127.0.0.1:{srv.http_port}"), dev
-    await srv.stop()
+        yield srv, api, dev
 
 
 def notify(*items: m.CatalogItem, sn: int = 900) -> m.CatalogNotify:
