@@ -27,6 +27,7 @@ from .catalog import _jsonable
 from .events import AlarmReceived, MobilePositionReceived
 
 if TYPE_CHECKING:
+    from ..manscdp import messages as m
     from ..store.base import Store
     from .core import Platform
     from .queries import Queries
@@ -77,15 +78,14 @@ def alarm_record(device_id: str, message: Any, at: float) -> AlarmRecord:
         image_urls=list(message.image_urls or ()), infos=infos, extra=extra)
 
 
-def position_records(device_id: str, message: Any, at: float) -> list[MobilePositionRecord]:
+def position_records(device_id: str, message: m.MobilePositionNotify, at: float) -> list[MobilePositionRecord]:
     """A ``MobilePositionNotify`` (single, or a 2022 ``DeviceList``) as records."""
-    items = message.positions() if hasattr(message, "positions") else []
     out = []
-    for item in items:
-        target = getattr(item, "device_id", None) or message.device_id or device_id
+    for item in message.positions():
+        target = item.device_id or message.device_id or device_id
         out.append(MobilePositionRecord(
             device_id=device_id, target_id=target, at=at,
-            time=getattr(item, "capture_time", None) or getattr(item, "time", None) or message.time,
+            time=item.capture_time or message.time,
             longitude=item.longitude, latitude=item.latitude, speed=item.speed, direction=item.direction,
             altitude=item.altitude))
     return out
@@ -95,7 +95,7 @@ class Alarms:
     def __init__(self, platform: "Platform", queries: "Queries") -> None:
         self.platform = platform
         self.queries = queries
-        self.respond: bool = getattr(platform.config, "alarm_respond", True)
+        self.respond: bool = platform.config.alarm_respond
         self._alarms: list[AlarmRecord] = []
         self._positions: list[MobilePositionRecord] = []
 

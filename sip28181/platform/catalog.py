@@ -265,9 +265,9 @@ class Catalog:
         self.platform = platform
         self.queries = queries
         cfg = platform.config
-        self.timeout: float = getattr(cfg, "catalog_timeout", 30.0)
-        self.idle_timeout: float = getattr(cfg, "catalog_idle_timeout", 10.0)
-        self.notify_status: bool = getattr(cfg, "catalog_notify_status", True)
+        self.timeout: float = cfg.catalog_timeout
+        self.idle_timeout: float = cfg.catalog_idle_timeout
+        self.notify_status: bool = cfg.catalog_notify_status
         self._channels: dict[str, dict[str, ChannelRecord]] = {}
         self._dirty: dict[tuple[str, str], ChannelRecord] = {}
         self._deleted: dict[tuple[str, str], None] = {}

@@ -72,7 +72,7 @@ class DeviceManagement:
     def __init__(self, platform: "Platform") -> None:
         self.platform = platform
         cfg = platform.config
-        self.queries = Queries(platform, getattr(cfg, "query_timeout", 10.0))
+        self.queries = Queries(platform, cfg.query_timeout)
         self.catalog = Catalog(platform, self.queries)
         self.alarms = Alarms(platform, self.queries)
         self.control = Control(platform, self.queries)
@@ -106,7 +106,7 @@ class DeviceManagement:
     def _on_message(self, envelope: "Envelope", request: "Request", state: "DeviceState") -> None:
         from ..manscdp import messages as m
 
-        message = m.from_envelope(envelope) if hasattr(m, "from_envelope") else m.parse(request.body)
+        message = m.from_envelope(envelope)
         self.dispatch(state.device_id, message, "MESSAGE")
 
     def dispatch(self, device_id: str, message: Any, via: str) -> None:

@@ -83,7 +83,7 @@ class Subscriptions:
         if kind == "alarm":
             return m.AlarmQuery(sn=sn, device_id=device_id, start_alarm_priority="0", end_alarm_priority="0",
                                 alarm_method="0")
-        interval = getattr(self.platform.config, "position_interval", 5)
+        interval = self.platform.config.position_interval
         return m.MobilePositionQuery(sn=sn, device_id=device_id, interval=interval)
 
     def _contact(self) -> str:
