@@ -31,7 +31,8 @@ TOML layout (see ``examples/sip28181.toml``)::
                 invite_timeout gop_cache viewer_queue
     [hls]       segment_seconds list_size idle_timeout
     [devices."<20-digit ID>"]  password name transport (a channel ID too: transport only)
-    [[upper]]   (cascade to upper platforms: kept raw for now)
+    [[upper]]   sip_id domain host port transport password register_interval keepalive_interval
+                share ids id_prefix id_map tree ... (cascade: see sip28181.cascade.settings)
 
 Unknown keys and tables are refused with a :class:`~sip28181.errors.ConfigError` naming them.
 Every error names where the bad value came from (TOML key, environment variable or flag).
@@ -45,9 +46,12 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .cascade.settings import UpperSettings
 
 __all__ = [
     "Config", "DeviceSettings", "ENV_PREFIX", "LOG_LEVELS", "MEDIA_TRANSPORTS", "OPTIONS", "Option",
@@ -514,8 +518,9 @@ class Config:
     """Seconds without a playlist or segment request after which the HLS output stops."""
 
     # Cascade
-    upper: tuple[Mapping[str, Any], ...] = ()
-    """Upper platforms from TOML ``[[upper]]`` tables, raw until the cascade service reads them."""
+    upper: tuple["UpperSettings", ...] = ()
+    """Upper platforms we register to (cascade), from TOML ``[[upper]]`` tables; see
+    :class:`~sip28181.cascade.settings.UpperSettings` for their keys."""
 
     config_file: Path | None = None
     """The TOML file this config was loaded from, if any (informational)."""
@@ -649,13 +654,19 @@ def _check_devices(value: Any, where: str) -> dict[str, DeviceSettings]:
     return out
 
 
-def _check_upper(value: Any, where: str) -> tuple[dict[str, Any], ...]:
+def _check_upper(value: Any, where: str) -> tuple["UpperSettings", ...]:
+    from .cascade.settings import UpperSettings, parse_upper
     if isinstance(value, Mapping) or not isinstance(value, (list, tuple)):
         raise ConfigError(f"{where}: must be an array of tables ([[upper]]), got {_show(value)}")
+    out: list[UpperSettings] = []
     for i, item in enumerate(value):
-        if not isinstance(item, Mapping):
+        if not isinstance(item, (Mapping, UpperSettings)):
             raise ConfigError(f"{where}[{i}]: must be a table, got {_show(item)}")
-    return tuple(dict(item) for item in value)
+        settings = parse_upper(item, f"{where}[{i}]")
+        if any(u.sip_id == settings.sip_id for u in out):
+            raise ConfigError(f"{where}[{i}]: upper {settings.sip_id} appears twice")
+        out.append(settings)
+    return tuple(out)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

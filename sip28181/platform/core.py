@@ -82,6 +82,9 @@ class Platform:
         self._bind_gauges()
         #: catalog, queries, control, alarms, subscriptions, statistics (see :mod:`.management`)
         self.management = DeviceManagement(self)
+        from ..cascade.service import Cascade
+        #: our upper platforms (see :mod:`sip28181.cascade`)
+        self.cascade = Cascade(self, config.upper)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -106,6 +109,7 @@ class Platform:
                                   udp="udp" in cfg.sip_transports, tcp="tcp" in cfg.sip_transports)
         self._started = True
         self._spawn(self._flusher(), "store flusher")
+        await self.cascade.start()
         log.info("SIP platform %s (domain %s) listening on %s:%d", self.sip_id, self.domain,
                  cfg.sip_host, self.endpoint.port)
 
@@ -121,6 +125,7 @@ class Platform:
         if self._presence_timer is not None:
             self._presence_timer.cancel()
         try:
+            await self.cascade.stop()
             await self.sessions.close()
             await self.endpoint.close()
             await self._tasks.close()
@@ -254,6 +259,8 @@ class Platform:
     # -- SIP requests -----------------------------------------------------------------------------
     def _on_request(self, request: Request, flow: Flow) -> None:
         self._count("sip_messages", "in", request.method)
+        if self.cascade.links and self.cascade.on_request(request, flow):
+            return
         method = request.method
         handler = self.request_handlers.get(method)
         if handler is not None:
@@ -284,6 +291,8 @@ class Platform:
         everything else (alarms, answers to queries) goes through transactions, which absorb
         retransmissions so nothing is processed twice."""
         method = request.method
+        if self.cascade.links and self.cascade.link_for(request) is not None:
+            return False        # an upper's request: the cascade answers it in a transaction
         if method == "REGISTER":
             if "Authorization" in request.headers:
                 return False

@@ -105,3 +105,21 @@ class MobilePositionReceived:
 
 
 ManagementEvent = CatalogUpdated | ChannelStatusChanged | AlarmReceived | MobilePositionReceived
+
+
+@dataclass(frozen=True, slots=True)
+class UpperOnline:
+    """We are registered with an upper platform (cascade)."""
+    upper_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UpperOffline:
+    """An upper platform refused, lost or dropped our registration (cascade)."""
+    upper_id: str
+    at: float
+    reason: str
+
+
+CascadeEvent = UpperOnline | UpperOffline

@@ -239,7 +239,7 @@ name = "Lobby"
     assert config.password_for("34020000001320000099") == "global"
 
 
-def test_upper_kept_raw(toml_file):
+def test_upper_tables_typed(toml_file):
     path = toml_file("""
 [[upper]]
 sip_id = "44010000002000000001"
@@ -248,12 +248,40 @@ port = 5060
 
 [[upper]]
 sip_id = "44000000002000000001"
+domain = "4400000000"
+host = "198.51.100.8"
+transport = "TCP"
+share = ["34020000001320000001"]
+tree = 2022
 """)
     config = Config.load(["-c", str(path)], {})
-    assert config.upper == (
-        {"sip_id": "44010000002000000001", "host": "198.51.100.7", "port": 5060},
-        {"sip_id": "44000000002000000001"},
-    )
+    first, second = config.upper
+    assert (first.sip_id, first.domain, first.host, first.port, first.transport) == (
+        "44010000002000000001", "4401000000", "198.51.100.7", 5060, "udp")
+    assert first.share == "all" and first.ids == "keep" and first.tree == "2016"
+    assert (second.transport, second.share, second.tree) == ("tcp", ("34020000001320000001",), "2022")
+
+
+@pytest.mark.parametrize("table, message", [
+    ('sip_id = "4401"\nhost = "h"', "sip_id must be a 20-digit ID"),
+    ('sip_id = "44010000002000000001"', "host is required"),
+    ('sip_id = "44010000002000000001"\nhost = "h"\nport = 0', "port must be an integer"),
+    ('sip_id = "44010000002000000001"\nhost = "h"\ntransport = "sctp"', "transport must be one of"),
+    ('sip_id = "44010000002000000001"\nhost = "h"\nshare = "some"', "share must be"),
+    ('sip_id = "44010000002000000001"\nhost = "h"\nids = "map"', "needs id_prefix or id_map"),
+    ('sip_id = "44010000002000000001"\nhost = "h"\ncolour = 1', "unknown key 'colour'"),
+])
+def test_upper_errors_name_the_key(toml_file, table, message):
+    path = toml_file(f"[[upper]]\n{table}\n")
+    with pytest.raises(ConfigError, match=message):
+        Config.load(["-c", str(path)], {})
+
+
+def test_upper_twice_refused(toml_file):
+    path = toml_file('[[upper]]\nsip_id = "44010000002000000001"\nhost = "a"\n'
+                     '[[upper]]\nsip_id = "44010000002000000001"\nhost = "b"\n')
+    with pytest.raises(ConfigError, match="appears twice"):
+        Config.load(["-c", str(path)], {})
 
 
 def test_example_file_loads():

@@ -1,0 +1,168 @@
+"""The cascade service: our links to upper platforms and the routing of what they send us.
+
+A request whose From user is the SIP ID of a configured upper belongs to that upper (PROTOCOL
+§11): it is answered by the handler registered for its method in :attr:`Cascade.request_handlers`
+(catalog and queries, control, subscriptions, media sessions), never by the device-facing path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from ..errors import ManscdpError, NotFoundError, RemoteProtocolError
+from ..manscdp.codec import Envelope, parse_envelope
+from ..sip.dialog import new_tag
+from ..sip.message import Request, Response
+from ..transport import Flow
+from .link import LinkState, UpperLink
+from .settings import UpperSettings, parse_upper
+
+if TYPE_CHECKING:
+    from ..platform.core import Platform
+
+log = logging.getLogger("sip28181.cascade")
+
+#: handler(link, request, flow): answers through ``platform.endpoint.respond``.
+UpperHandler = Callable[[UpperLink, Request, Flow], None]
+#: handler(link, envelope, request): a MANSCDP MESSAGE from an upper, already answered 200.
+UpperMessageHandler = Callable[[UpperLink, Envelope, Request], None]
+
+
+class Cascade:
+    """All uppers of one platform (none is fine: then it routes nothing)."""
+
+    def __init__(self, platform: "Platform", uppers: Iterable[UpperSettings] = ()) -> None:
+        self.platform = platform
+        self.links: dict[str, UpperLink] = {}
+        #: SIP method -> handler for requests from an upper (the handler must respond).
+        self.request_handlers: dict[str, UpperHandler] = {}
+        #: CmdType -> handler for MANSCDP MESSAGEs from an upper (answered 200 before the call).
+        self.message_handlers: dict[str, UpperMessageHandler] = {}
+        self.request_handlers["MESSAGE"] = self._on_message
+        #: Called with (link, online, reason) when a link comes up or goes down.
+        self.listeners: list[Callable[[UpperLink, bool, str], Any]] = []
+        self._started = False
+        for settings in uppers:
+            settings = parse_upper(settings)
+            if settings.sip_id in self.links:
+                raise ValueError(f"upper {settings.sip_id} configured twice")
+            self.links[settings.sip_id] = UpperLink(self, settings)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._started = True
+        for link in self.links.values():
+            link.start()
+
+    async def stop(self) -> None:
+        self._started = False
+        for link in list(self.links.values()):
+            await link.stop()
+
+    # -- links ------------------------------------------------------------------------------------
+    def link(self, upper_id: str) -> UpperLink:
+        link = self.links.get(upper_id)
+        if link is None:
+            raise NotFoundError(f"upper platform {upper_id} not found")
+        return link
+
+    def online_links(self) -> list[UpperLink]:
+        return [link for link in self.links.values() if link.state is LinkState.ONLINE]
+
+    async def add(self, settings: UpperSettings) -> UpperLink:
+        """Add an upper at run time (it registers at once when enabled)."""
+        settings = parse_upper(settings)
+        if settings.sip_id in self.links:
+            raise ValueError(f"upper {settings.sip_id} already exists")
+        link = self.links[settings.sip_id] = UpperLink(self, settings)
+        if self._started:
+            link.start()
+        return link
+
+    async def update(self, settings: UpperSettings) -> UpperLink:
+        """Replace an upper's settings: its link is unregistered and started again."""
+        settings = parse_upper(settings)
+        old = self.link(settings.sip_id)
+        await old.stop()
+        link = self.links[settings.sip_id] = UpperLink(self, settings)
+        if self._started:
+            link.start()
+        return link
+
+    async def remove(self, upper_id: str) -> None:
+        link = self.link(upper_id)
+        await link.stop()
+        del self.links[upper_id]
+
+    def link_changed(self, link: UpperLink, *, online: bool, reason: str) -> None:
+        from ..platform.events import UpperOffline, UpperOnline
+        event = UpperOnline(link.upper_id, time.time()) if online else \
+            UpperOffline(link.upper_id, time.time(), reason)
+        self.platform.events.publish(event)
+        for listener in list(self.listeners):
+            try:
+                listener(link, online, reason)
+            except Exception:
+                log.exception("upper listener failed", extra={"device_id": link.upper_id})
+
+    # -- requests from uppers ---------------------------------------------------------------------
+    def link_for(self, request: Request) -> UpperLink | None:
+        """The upper a request comes from (by its From user), if any."""
+        if not self.links:
+            return None
+        return self.links.get(request.from_user or "")
+
+    def on_request(self, request: Request, flow: Flow) -> bool:
+        """Answer a request if it comes from an upper; False leaves it to the device-facing path."""
+        link = self.link_for(request)
+        if link is None:
+            return False
+        handler = self.request_handlers.get(request.method)
+        if handler is not None:
+            handler(link, request, flow)
+        elif request.method == "ACK":
+            pass
+        elif request.method == "OPTIONS":
+            self.platform.endpoint.respond(Response.for_request(request, 200, to_tag=new_tag()))
+        else:
+            self.platform.endpoint.respond(Response.for_request(
+                request, 501 if request.method not in ("BYE", "INFO", "CANCEL") else 481,
+                to_tag=new_tag()))
+        return True
+
+    def _on_message(self, link: UpperLink, request: Request, flow: Flow) -> None:
+        respond = self.platform.endpoint.respond
+        if (request.content_type or "").lower() != "application/manscdp+xml":
+            respond(Response.for_request(request, 415, "Expected Application/MANSCDP+xml", to_tag=new_tag()))
+            return
+        try:
+            envelope = parse_envelope(request.body)
+        except ManscdpError as exc:
+            respond(Response.for_request(request, exc.status_hint, exc.reason, to_tag=new_tag()))
+            return
+        handler = self.message_handlers.get(envelope.cmd_type)
+        if handler is None and envelope.cmd_type != "Keepalive":
+            log.info("unhandled %s %s from upper", envelope.kind, envelope.cmd_type,
+                     extra={"device_id": link.upper_id, "call_id": request.call_id})
+        respond(Response.for_request(request, 200, to_tag=new_tag()))
+        if handler is not None:
+            try:
+                handler(link, envelope, request)
+            except RemoteProtocolError as exc:
+                log.warning("bad %s from upper: %s", envelope.cmd_type, exc.reason,
+                            extra={"device_id": link.upper_id, "call_id": request.call_id})
+
+    # -- what an upper sees (replaced by the shared catalog's own mapping) -----------------------------
+    def resolve(self, link: UpperLink, upper_side_id: str) -> tuple[str, str] | None:
+        """The local (device ID, channel ID) an upper names by ``upper_side_id``, if shared."""
+        catalog = self.platform.management.catalog
+        record = catalog.find_channel(upper_side_id)
+        if record is None:
+            return None
+        return record.device_id, record.channel_id
+
+    def upper_side_id(self, link: UpperLink, device_id: str, channel_id: str) -> str | None:
+        """The ID the upper knows a local channel by; None when it is not shared with it."""
+        return channel_id
