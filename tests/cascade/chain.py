@@ -337,7 +337,12 @@ class Chain:
                         await node.platform.query_catalog(node.lower_id, timeout=2.0)
                 return None
 
-            seen = await wait_for(listed, timeout, interval=0.1)
+            try:
+                seen = await wait_for(listed, timeout, interval=0.1)
+            except AssertionError:
+                raise AssertionError(
+                    f"{node.name} does not list the camera's channels under {node.lower_id} within "
+                    f"{timeout} s: wanted {sorted(wanted)}, listed {self.listed(node)}") from None
         return seen
 
     def listed(self, node: Node) -> list[str]:

@@ -107,3 +107,143 @@ async def _wait_event(node, kind, device_id, timeout: float = 10.0):
                     return event
             await asyncio.sleep(0.05)
     return await asyncio.wait_for(find(), timeout)
+
+
+# -- what the province sees and does ----------------------------------------------------------------
+
+@pytest.mark.parametrize("tree", ["2016", "2022"])
+async def test_province_lists_the_cameras_channels_and_tree(tmp_path, tree):
+    async with chain(tmp_path, CITY_PROVINCE, channels=3, upper={"tree": tree}) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await c.catalog_up()
+        status, page = await province.api.get(f"/api/v1/devices/{city.sip_id}/channels",
+                                              params={"kind": "channel"})
+        assert status == 200, page
+        items = page["items"]
+        assert sorted(i["channel_id"] for i in items) == sorted(c.channel_ids)
+        assert all(i["device_id"] == city.sip_id and i["status"] == "ON" for i in items)
+        # the camera's own names reach the province unchanged
+        names = {i["channel_id"]: i["name"] for i in items}
+        local = {ch.channel_id: ch.name for ch in city.platform.channels(c.device_id)}
+        assert all(names[cid] == local[cid] for cid in c.channel_ids)
+        status, body = await province.api.get(f"/api/v1/devices/{city.sip_id}/tree")
+        assert status == 200, body
+        in_tree = _tree_ids(body["roots"])
+        assert set(c.channel_ids) <= in_tree
+        # a channel the province does not know is a clean 404
+        status, body = await province.api.get(
+            f"/api/v1/devices/{city.sip_id}/channels/{city.sip_id[:10]}131{'9' * 7}")
+        assert status == 404 and "error" in str(body).lower()
+
+
+def _tree_ids(nodes) -> set[str]:
+    out: set[str] = set()
+    for node in nodes:
+        out.add(node["id"])
+        out |= _tree_ids(node["children"])
+    return out
+
+
+@pytest.mark.parametrize("media_transport", ["udp", "tcp-passive", "tcp-active"])
+async def test_province_plays_the_city_channel_over_http_flv(tmp_path, media_transport):
+    async with chain(tmp_path, CITY_PROVINCE, media_transport=media_transport) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await c.catalog_up()
+        channel = c.channel_ids[0]
+        async with c.http.get(province.live_url(channel)) as resp:
+            assert resp.status == 200, await resp.text()
+            assert resp.headers["Content-Type"] == "video/x-flv"
+            tags = await read_flv(resp, frames=40, timeout=30)
+            # one session per hop: the province INVITEd the city, the city the camera
+            assert c.device.media.invites_received == 1
+            assert [s.device_id for s in city.platform.streams.list()] == [c.device_id]
+            assert [s.device_id for s in province.platform.streams.list()] == [city.sip_id]
+        frames = len(tags.video_frames)
+        assert frames >= 40 and tags.audio_frames > 0
+        pictures, key_first = await asyncio.to_thread(decode, tags.data)
+        assert key_first and pictures >= frames - 1
+        # the viewer left: the province ends its session, the city then frees the camera's
+        await _wait(lambda: len(province.platform.streams) == 0)
+        await _wait(lambda: len(city.platform.streams) == 0)
+        await _wait(lambda: len(city.platform.sessions) == 0 and len(province.platform.sessions) == 0)
+
+
+async def test_province_turns_the_camera_through_the_city(tmp_path):
+    async with chain(tmp_path, CITY_PROVINCE, channels=2) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await c.catalog_up()
+        channel = c.channel_ids[1]
+        log = c.device.management.ptz_log
+        status, body = await province.api.call(
+            "POST", f"/api/v1/devices/{city.sip_id}/channels/{channel}/ptz",
+            json={"action": "right", "speed": 128})
+        assert status == 200, body
+        await _wait(lambda: log)
+        # the PTZCmd crossed the city verbatim, to the camera's own channel ID
+        assert [(e.channel_id, e.raw) for e in log] == [(channel, body["ptz_cmd"])]
+        assert log[0].command is not None and log[0].error is None
+        status, stop = await province.api.call(
+            "POST", f"/api/v1/devices/{city.sip_id}/channels/{channel}/ptz", json={"action": "stop"})
+        assert status == 200, stop
+        await _wait(lambda: len(log) == 2)
+        assert log[1].raw == stop["ptz_cmd"]
+
+
+async def test_hj_alarm_reaches_the_province_intact(tmp_path):
+    async with chain(tmp_path, CITY_PROVINCE, channels=2) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await c.catalog_up()
+        channel = c.channel_ids[1]
+        image = "http://127.0.0.1/outfall-2.jpg?at=20260101T000000&sig=a%2Fb"
+        sent = await c.device.management.send_alarm(
+            channel, method=5, alarm_type=100003, event_type=1, priority=2,
+            description="排口超标 outfall 2", image_urls=[image], longitude=113.3, latitude=23.1)
+
+        async def at_province():
+            status, page = await province.api.get("/api/v1/alarms", params={"device_id": city.sip_id})
+            return page["items"] if status == 200 and page["items"] else None
+
+        items = await _wait(at_province, timeout=15)
+        assert len(items) == 1, items
+        alarm = items[0]
+        assert alarm["device_id"] == city.sip_id and alarm["alarm_device_id"] == channel
+        assert alarm["method"] == 5 and alarm["alarm_type"] == 100003 and alarm["priority"] == 2
+        assert alarm["image_urls"] == [image]
+        assert alarm["description"] == "排口超标 outfall 2"
+        assert alarm["event_type"] == 1
+        assert alarm["alarm_time"] == sent.alarm_time
+        assert alarm["longitude"] == pytest.approx(113.3) and alarm["latitude"] == pytest.approx(23.1)
+        # the city stored it too, from the camera
+        status, page = await city.api.get("/api/v1/alarms", params={"device_id": c.device_id})
+        assert status == 200 and [a["image_urls"] for a in page["items"]] == [[image]]
+
+
+async def test_four_levels_play(tmp_path):
+    levels = ["unit", "city", "province", "ministry"]
+    async with chain(tmp_path, levels) as c:
+        await c.ready(timeout=30)
+        ministry, province = c["ministry"], c["province"]
+        await c.catalog_up(timeout=40)
+        channel = c.channel_ids[0]
+        assert channel in c.listed(ministry)
+        async with c.http.get(ministry.live_url(channel)) as resp:
+            assert resp.status == 200, await resp.text()
+            tags = await read_flv(resp, frames=30, timeout=40)
+            assert c.device.media.invites_received == 1
+            for node in c.nodes:
+                assert [s.device_id for s in node.platform.streams.list()] == [node.lower_id], node
+        assert province.sip_id == ministry.lower_id
+        frames = len(tags.video_frames)
+        pictures, key_first = await asyncio.to_thread(decode, tags.data)
+        assert frames >= 30 and key_first and pictures >= frames - 1
+        for node in c.nodes:
+            await _wait(lambda node=node: len(node.platform.streams) == 0)
+
+
+async def _wait(predicate, timeout: float = 10.0):
+    from ..integration.conftest import wait_for
+    return await wait_for(predicate, timeout)

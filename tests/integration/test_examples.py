@@ -55,3 +55,23 @@ async def test_watch_channel_example():
     assert video >= 25 and "(0 keyframes)" not in watched and "h264" in watched, watched
     assert "PTZ right: A50F0101" in text and "PTZ stop: A50F0100000000" in text
     assert "method 5 type 100001 image http://127.0.0.1/outfall-2.jpg" in text
+
+
+async def test_cascade_example():
+    """City → province: registration, the camera's channels, live frames, PTZ and an HJ alarm at
+    the province, and the city going offline there when it stops."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / "cascade.py"), str(free_port()), str(free_port()),
+        env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "[[upper]]" in text
+    assert "registered with province 44000000002000000001: online" in text
+    assert "province: 44010000002000000001 is online (register)" in text
+    assert "2 channels" in text and text.count("province: channel 4401060000131000000") == 2
+    watched = next(line for line in text.splitlines() if line.startswith("province: watched "))
+    assert int(watched.split()[2]) >= 25 and "(0 keyframes)" not in watched, watched
+    assert "camera: PTZ A50F0101" in text
+    assert "method 5 type 100001 image http://127.0.0.1/outfall-2.jpg" in text
+    assert "province: 44010000002000000001 is offline (unregistered)" in text
