@@ -75,3 +75,19 @@ async def test_cascade_example():
     assert "camera: PTZ A50F0101" in text
     assert "method 5 type 100001 image http://127.0.0.1/outfall-2.jpg" in text
     assert "province: 44010000002000000001 is offline (unregistered)" in text
+
+
+def test_upper_example_in_the_sample_config_is_valid(tmp_path):
+    """The commented ``[[upper]]`` table of examples/sip28181.toml, uncommented, loads as written."""
+    from sip28181.config import Config
+
+    lines = (EXAMPLES / "sip28181.toml").read_text(encoding="utf-8").splitlines()
+    start = lines.index("# [[upper]]")
+    block = [line[2:] for line in lines[start:] if line.startswith("# ")]
+    path = tmp_path / "upper.toml"
+    path.write_text("\n".join(block) + "\n", encoding="utf-8")
+    (upper,) = Config.load(["--config", str(path)], {}).upper
+    assert upper.sip_id == "44000000002000000001" and upper.host == "198.51.100.7"
+    assert upper.domain == "4400000000" and upper.transport == "udp" and upper.share == "all"
+    assert upper.id_map == {"44010600001310000001": "44000000001310000101"}
+    assert upper.tree == "2016" and upper.charset == "GB2312" and upper.catalog_group == 4
