@@ -44,6 +44,12 @@ class Cascade:
         #: Called with (link, online, reason) when a link comes up or goes down.
         self.listeners: list[Callable[[UpperLink, bool, str], Any]] = []
         self._started = False
+        from .alarms import AlarmForwarder
+        from .forward import Forwarder
+        #: the upper's queries and controls sent down; local priority and the control log
+        self.forward = Forwarder(self)
+        #: our devices' alarms sent up
+        self.alarms = AlarmForwarder(self)
         for settings in uppers:
             settings = parse_upper(settings)
             if settings.sip_id in self.links:
