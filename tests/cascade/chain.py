@@ -316,15 +316,29 @@ class Chain:
         state = node.platform.registry.get(device_id)
         return state is not None and state.registered and state.status == "online"
 
-    async def catalog_up(self, upto: Node | str | None = None, timeout: float = 20.0) -> list[str]:
+    def channel_at(self, node: Node | str, channel_id: str) -> str:
+        """The ID ``node`` knows the camera's channel ``channel_id`` by: each level below maps it
+        for its upper (``ids = "map"``), or keeps it."""
+        node = self[node] if isinstance(node, str) else node
+        cid = channel_id
+        for lower in self.nodes[:node.index]:
+            mapped = lower.platform.cascade.upper_side_id(lower.link, lower.lower_id, cid)
+            if mapped is None:
+                raise KeyError(f"{lower.name} does not share {cid} with {node.name}")
+            cid = mapped
+        return cid
+
+    async def catalog_up(self, upto: Node | str | None = None, timeout: float = 20.0, *,
+                         ask: bool = True) -> list[str]:
         """Wait until every level up to ``upto`` (default: the top) lists the camera's channels
-        under its lower, asking for the lower's catalog again while they are missing (the
-        catalog queried at registration may predate the camera). The channel IDs seen there."""
+        under its lower. With ``ask`` the lower's catalog is queried again while they are
+        missing (the catalog queried at registration may predate the camera); without it they
+        must arrive by themselves (catalog notifications). The channel IDs seen at ``upto``."""
         last = self[upto] if isinstance(upto, str) else (upto or self.top)
-        wanted = set(self.channel_ids)
         seen: list[str] = []
         for node in self.nodes[:last.index + 1]:
-            loop_deadline = [0.0]
+            wanted = {self.channel_at(node, cid) for cid in self.channel_ids}
+            loop_deadline = [0.0 if ask else float("inf")]
 
             async def listed(node: Node = node) -> list[str] | None:
                 ids = self.listed(node)

@@ -244,6 +244,108 @@ async def test_four_levels_play(tmp_path):
             await _wait(lambda node=node: len(node.platform.streams) == 0)
 
 
+async def test_camera_arriving_later_reaches_the_province_unasked(tmp_path):
+    """The city shares what comes after it registered: the province learns of the camera from
+    the city's catalog notification, without querying again."""
+    async with chain(tmp_path, CITY_PROVINCE, device=False, channels=2) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await _wait(lambda: province.platform.registry.get(city.sip_id).status == "online")
+        assert c.listed(province) == []
+        await c.start_device()
+        await c.ready()
+        assert sorted(await c.catalog_up(ask=False)) == sorted(c.channel_ids)
+
+
+async def test_mapped_ids_are_translated_both_ways(tmp_path):
+    """With ``ids = "map"`` the province only ever sees the upper-side IDs: it lists, plays and
+    turns them, and its alarms carry them; the camera only ever sees its own."""
+    async with chain(tmp_path, CITY_PROVINCE, channels=2, upper={"ids": "map", "id_prefix": "4499"}) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        listed = await c.catalog_up()
+        local = c.channel_ids[0]
+        mapped = c.channel_at(province, local)
+        assert mapped == "4499" + local[4:]
+        assert set(listed) >= {c.channel_at(province, cid) for cid in c.channel_ids}
+        assert not set(c.listed(province)) & set(c.channel_ids)
+        async with c.http.get(province.live_url(mapped)) as resp:
+            assert resp.status == 200, await resp.text()
+            tags = await read_flv(resp, frames=25, timeout=30)
+            # the province asked for the mapped ID, the city played the camera's own
+            assert [s.channel_id for s in province.platform.streams.list()] == [mapped]
+            assert [s.channel_id for s in city.platform.streams.list()] == [local]
+        assert len(tags.video_frames) >= 25 and c.device.media.invites_received == 1
+        status, body = await province.api.call(
+            "POST", f"/api/v1/devices/{city.sip_id}/channels/{mapped}/ptz", json={"action": "up", "speed": 64})
+        assert status == 200, body
+        await _wait(lambda: c.device.management.ptz_log)
+        assert [(e.channel_id, e.raw) for e in c.device.management.ptz_log] == [(local, body["ptz_cmd"])]
+        await c.device.management.send_alarm(local, method=5, alarm_type=100001,
+                                             image_urls=["http://127.0.0.1/a.jpg"])
+
+        async def alarm_at_province():
+            status, page = await province.api.get("/api/v1/alarms", params={"device_id": city.sip_id})
+            return page["items"] if status == 200 and page["items"] else None
+
+        (alarm,) = await _wait(alarm_at_province, timeout=15)
+        assert alarm["alarm_device_id"] == mapped and alarm["image_urls"] == ["http://127.0.0.1/a.jpg"]
+
+
+async def test_local_control_wins_and_every_control_is_logged(tmp_path):
+    """A PTZ through the city's own API holds the channel: the province's command meanwhile is
+    refused, not forwarded; both are in the city's control log, the province logs its own."""
+    async with chain(tmp_path, CITY_PROVINCE, cascade_local_control_hold=30.0) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await c.catalog_up()
+        channel = c.channel_ids[0]
+        log = c.device.management.ptz_log
+        status, mine = await city.api.call(
+            "POST", f"/api/v1/devices/{c.device_id}/channels/{channel}/ptz", json={"action": "left", "speed": 50})
+        assert status == 200, mine
+        await _wait(lambda: log)
+        status, theirs = await province.api.call(
+            "POST", f"/api/v1/devices/{city.sip_id}/channels/{channel}/ptz", json={"action": "right", "speed": 200})
+        assert status == 200, theirs           # the city took the MESSAGE; it decides afterwards
+
+        async def city_log():
+            status, rows = await city.api.get("/api/v1/control-log", params={"device_id": c.device_id})
+            return rows if status == 200 and len(rows) >= 2 else None
+
+        rows = await _wait(city_log)
+        by_source = {r["source"]: r for r in rows}
+        assert by_source["local"]["result"] == "ok" and by_source["local"]["channel_id"] == channel
+        refused = by_source[f"upper:{province.sip_id}"]
+        assert refused["result"] == "refused" and refused["channel_id"] == channel
+        assert theirs["ptz_cmd"] in refused["detail"]
+        # nothing from the province reached the camera
+        assert [e.raw for e in log] == [mine["ptz_cmd"]]
+        status, rows = await province.api.get("/api/v1/control-log", params={"source": "local"})
+        assert status == 200 and [(r["device_id"], r["channel_id"]) for r in rows] == [(city.sip_id, channel)]
+
+
+async def test_bad_requests_at_the_province_are_clean_errors(tmp_path):
+    async with chain(tmp_path, CITY_PROVINCE) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await c.catalog_up()
+        unknown = city.sip_id[:10] + "1319999999"
+        async with c.http.get(province.live_url(unknown)) as resp:
+            assert resp.status == 404
+            assert "error" in (await resp.json())
+        status, body = await province.api.call(
+            "POST", f"/api/v1/devices/{city.sip_id}/channels/{c.channel_ids[0]}/ptz", json={"action": "spin"})
+        assert status == 422 and "error" in body
+        async with c.http.get(province.live_url(c.channel_ids[0], device_id="4401000000200000000x")) as resp:
+            assert resp.status in (400, 404)
+        assert c.device.media.invites_received == 0 and not c.device.management.ptz_log
+        # and the chain still works afterwards
+        async with c.http.get(province.live_url(c.channel_ids[0])) as resp:
+            assert resp.status == 200
+            await read_flv(resp, frames=5, timeout=30)
+
+
 async def _wait(predicate, timeout: float = 10.0):
     from ..integration.conftest import wait_for
     return await wait_for(predicate, timeout)
