@@ -9,15 +9,19 @@ play. Each part is tested where it is built (test_link*, test_catalog*, test_for
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from sip28181.platform.events import DeviceOffline, DeviceOnline, UpperOffline, UpperOnline
+from sip28181.platform.events import (DeviceOffline, DeviceOnline, StreamStopped, UpperOffline,
+                                      UpperOnline)
 
+from ..integration.conftest import TOKEN
 from ..integration.livekit import decode, read_flv
 from .chain import Level, chain
 
 CITY_PROVINCE = ("city", "province")
+PATTERN_FRAMES = 50          # the simulated camera's recording: 2 s at 25 fps
 
 
 def _names(events) -> list[str]:
@@ -222,26 +226,46 @@ async def test_hj_alarm_reaches_the_province_intact(tmp_path):
         assert status == 200 and [a["image_urls"] for a in page["items"]] == [[image]]
 
 
-async def test_four_levels_play(tmp_path):
-    levels = ["unit", "city", "province", "ministry"]
-    async with chain(tmp_path, levels) as c:
+FOUR_LEVELS = {
+    "udp": ["unit", "city", "province", "ministry"],
+    # TCP signalling on every link; each level pulls from the one below over another media transport
+    "tcp": [Level("unit", transport="tcp", config={"media_transport": "tcp-passive"}),
+            Level("city", transport="tcp", config={"media_transport": "tcp-active"}),
+            Level("province", transport="tcp", config={"media_transport": "udp"}),
+            Level("ministry", config={"media_transport": "tcp-passive"})],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(FOUR_LEVELS))
+async def test_four_levels_play(tmp_path, variant):
+    async with chain(tmp_path, FOUR_LEVELS[variant]) as c:
         await c.ready(timeout=30)
         ministry, province = c["ministry"], c["province"]
         await c.catalog_up(timeout=40)
         channel = c.channel_ids[0]
-        assert channel in c.listed(ministry)
+        assert channel in c.listed(ministry) and province.sip_id == ministry.lower_id
         async with c.http.get(ministry.live_url(channel)) as resp:
             assert resp.status == 200, await resp.text()
             tags = await read_flv(resp, frames=30, timeout=40)
+            # one session per hop, each level pulling from the one below
             assert c.device.media.invites_received == 1
             for node in c.nodes:
                 assert [s.device_id for s in node.platform.streams.list()] == [node.lower_id], node
-        assert province.sip_id == ministry.lower_id
         frames = len(tags.video_frames)
         pictures, key_first = await asyncio.to_thread(decode, tags.data)
         assert frames >= 30 and key_first and pictures >= frames - 1
         for node in c.nodes:
             await _wait(lambda node=node: len(node.platform.streams) == 0)
+        # an HJ alarm climbs the three hops with its image URL
+        image = "http://127.0.0.1/outfall-9.jpg"
+        await c.device.management.send_alarm(channel, method=5, alarm_type=100002, image_urls=[image])
+
+        async def at_ministry():
+            status, page = await ministry.api.get("/api/v1/alarms", params={"device_id": province.sip_id})
+            return page["items"] if status == 200 and page["items"] else None
+
+        (alarm,) = await _wait(at_ministry, timeout=20)
+        assert (alarm["alarm_device_id"], alarm["alarm_type"], alarm["image_urls"]) == (channel, 100002, [image])
 
 
 async def test_camera_arriving_later_reaches_the_province_unasked(tmp_path):
@@ -344,6 +368,60 @@ async def test_bad_requests_at_the_province_are_clean_errors(tmp_path):
         async with c.http.get(province.live_url(c.channel_ids[0])) as resp:
             assert resp.status == 200
             await read_flv(resp, frames=5, timeout=30)
+
+
+async def test_province_finds_and_plays_back_a_recording_through_the_city(tmp_path):
+    async with chain(tmp_path, CITY_PROVINCE, channels=2) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await c.catalog_up()
+        channel = c.channel_ids[1]
+        start = int(time.time()) - 3600
+        end = start + 600
+        status, found = await province.api.get(
+            f"/api/v1/devices/{city.sip_id}/channels/{channel}/records",
+            params={"start": str(start), "end": str(end)})
+        assert status == 200, found
+        # the camera's recordings, answered through the city under the channel's ID
+        assert found["sum_num"] == len(found["items"]) >= 1 and not found["partial"]
+        assert all(r["device_id"] == channel for r in found["items"])
+        assert found["items"][0]["file_path"].startswith(f"/rec/{channel}/")
+        status, out = await province.api.call("POST", "/api/v1/playback", json={
+            "device_id": city.sip_id, "channel_id": channel, "start": start, "end": end})
+        assert status == 200, out
+        assert out["kind"] == "Playback"
+        async with c.http.get(out["urls"]["flv"], params={"token": TOKEN}) as resp:
+            assert resp.status == 200
+            ds = await _wait(c.device.media.stream)
+            tags = await read_flv(resp, timeout=30)            # until the recording ends
+        assert ds.kind == "Playback" and (ds.offer.start, ds.offer.stop) == (start, end)
+        # the whole recording (the simulator's two-second pattern) reached the province
+        assert len(tags.video_frames) == PATTERN_FRAMES
+        pictures, key_first = await asyncio.to_thread(decode, tags.data)
+        assert pictures == PATTERN_FRAMES and key_first
+        stopped = province.events_of(StreamStopped)
+        # the camera's MediaStatus 121 came up through the city: the province saw the end of file
+        assert [(e.kind, e.reason) for e in stopped] == [("Playback", "end of file")]
+        for node in c.nodes:
+            await _wait(lambda node=node: len(node.platform.streams) == 0 and len(node.platform.sessions) == 0)
+
+
+async def test_city_going_away_ends_the_provinces_viewer(tmp_path):
+    async with chain(tmp_path, CITY_PROVINCE) as c:
+        await c.ready()
+        city, province = c["city"], c["province"]
+        await c.catalog_up()
+        async with c.http.get(province.live_url(c.channel_ids[0])) as resp:
+            assert resp.status == 200
+            tags = await read_flv(resp, frames=10, timeout=30)
+            ds = c.device.media.stream()
+            await city.stop()
+            await read_flv(resp, timeout=20, tags=tags)     # returns when the response ends
+        await _wait(lambda: len(province.platform.streams) == 0 and len(province.platform.sessions) == 0)
+        stopped = province.events_of(StreamStopped)
+        assert len(stopped) == 1 and stopped[0].device_id == city.sip_id
+        # the city ended the camera's session on its way out
+        assert await asyncio.wait_for(ds.ended, 10) == "bye received"
 
 
 async def _wait(predicate, timeout: float = 10.0):
