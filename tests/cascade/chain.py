@@ -295,8 +295,8 @@ class Chain:
 
     # -- waiting ----------------------------------------------------------------------------------
     async def ready(self, timeout: float = 15.0) -> None:
-        """Every running level registered and online at the next one up, the camera online at
-        the bottom."""
+        """Every level registered and online at the next one up, the camera (if started) online
+        at the bottom."""
         for node in self.nodes[:-1]:
             await self.registered(node, timeout)
         if self.device is not None:
@@ -324,7 +324,7 @@ class Chain:
         for lower in self.nodes[:node.index]:
             mapped = lower.platform.cascade.upper_side_id(lower.link, lower.lower_id, cid)
             if mapped is None:
-                raise KeyError(f"{lower.name} does not share {cid} with {node.name}")
+                raise KeyError(f"{lower.name} does not share {cid} with {lower.upper.name}")
             cid = mapped
         return cid
 
