@@ -54,7 +54,7 @@ class Northbound:
     def __init__(self, cascade: "Cascade") -> None:
         self.cascade = cascade
         self.platform = cascade.platform
-        self._cache: dict[str, SharedCatalog] = {}
+        self._cache: dict[str, tuple[Any, SharedCatalog]] = {}
         self._shown: dict[str, SharedCatalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending = False
@@ -82,14 +82,14 @@ class Northbound:
     def shared(self, link: "UpperLink") -> SharedCatalog:
         """What ``link``'s upper sees now (cached until something changes)."""
         cached = self._cache.get(link.upper_id)
-        if cached is not None and cached.root_id == link.local_id:
-            return cached
+        if cached is not None and cached[0] is link.settings and cached[1].root_id == link.local_id:
+            return cached[1]
         s = link.settings
         built = build_shared(self._devices(), s, root_id=link.local_id, root_name=self._name(),
                              manufacturer="sip28181", model="sip28181", address=self._name())
         for conflict in built.conflicts:
             log.error("catalog shared with upper: %s (left out)", conflict, extra={"device_id": link.upper_id})
-        self._cache[link.upper_id] = built
+        self._cache[link.upper_id] = (s, built)
         return built
 
     def _name(self) -> str:
@@ -240,7 +240,8 @@ class Northbound:
         if not events:
             return 0
         subs = self.subscriptions.active(link, "Catalog")
-        parts = [m.CatalogNotify(sn=link.next_sn(), device_id=link.local_id, sum_num=len(events), items=part)
+        sn = link.next_sn()
+        parts = [m.CatalogNotify(sn=sn, device_id=link.local_id, sum_num=len(events), items=part)
                  for part in packets(events, link.settings.catalog_group)]
         log.info("catalog changes to upper: %s", ", ".join(f"{i.event} {i.device_id}" for i in events[:20]),
                  extra={"device_id": link.upper_id})
