@@ -224,6 +224,23 @@ async def test_subscription_dialog(tmp_path):
         assert (await upper.send(city, again)).status == 481
 
 
+async def test_subscription_to_a_subtree_hears_only_of_it(tmp_path):
+    async with city_with_upper(tmp_path) as (upper, city, sim):
+        vo = next(c for c in sim.management.catalog if c[10:13] == "216")
+        request = upper.request(city, "SUBSCRIBE", query(m.CatalogQuery, vo, 1), extra=[("Event", "Catalog"),
+                                                                                        ("Expires", 600)])
+        assert (await upper.send(city, request)).status == 200
+        lone = "44010600001320000077"
+        async with DeviceSimulator(lone, server_id=CITY, server_port=city.platform.sip_port, password="city-secret",
+                                   keepalive_interval=30, channels=0):
+            await wait_for(lambda: city.platform.cascade.resolve(city.platform.cascade.link(UPPER), lone))
+            await sim.notify_catalog("OFF", [sim.management.channel_ids[3]])
+            notifies = await wait_for(lambda: [r for r in upper.received if r.method == "NOTIFY"])
+        events = [(i.device_id, i.event) for r in notifies for i in m.parse(r.body).items]
+        assert events == [(sim.management.channel_ids[3], "OFF")]
+        assert lone not in str(events)
+
+
 async def test_subscription_expires_and_forgotten_dialog(tmp_path):
     async with city_with_upper(tmp_path) as (upper, city, sim):
         subs = city.platform.cascade.subscriptions
