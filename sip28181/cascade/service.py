@@ -58,13 +58,13 @@ class Cascade:
             if settings.sip_id in self.links:
                 raise ValueError(f"upper {settings.sip_id} configured twice")
             self.links[settings.sip_id] = UpperLink(self, settings)
-        if platform.metrics is not None:
-            platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
         from .northbound import Northbound
         #: what uppers see: shared catalog, ID mapping, answers, subscriptions, change notifications
         self.northbound = Northbound(self)
         #: server-side subscriptions of uppers, by CmdType (see :mod:`.subscriptions`)
         self.subscriptions = self.northbound.subscriptions
+        if platform.metrics is not None:
+            platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -161,3 +161,40 @@ async def test_catalog_changes_reach_the_province(tmp_path, subscribe):
         await wait_for(lambda: catalog.channel(CITY, cams[2]) is None, timeout=10)
         if subscribe:
             assert sub.notifies >= 4 and not sub.terminated
+
+
+MINISTRY = "10000000002000000001"
+
+
+async def test_three_levels_share_on_up(tmp_path):
+    """simulator → city → province → ministry: the province shares what the city shares with it,
+    with its own platform node at the top (the city's node is not passed on), mapped once more."""
+    ministry = Server(make_config(tmp_path / "m", sip_id=MINISTRY, password="min-secret", catalog_query_delay=0.0))
+    await ministry.start()
+    try:
+        upper = {"sip_id": MINISTRY, "host": "127.0.0.1", "port": ministry.platform.sip_port,
+                 "password": "min-secret", "keepalive_interval": 1, "tree": "2022", "ids": "map",
+                 "id_prefix": "1000"}
+        async with chain(tmp_path, province_kw={"upper": (upper,)}) as (province, city, sim, api):
+            cams = sim.management.channel_ids
+            catalog = ministry.platform.management.catalog
+            top = ["1000" + c[4:] for c in cams]
+            await wait_for(lambda: all(catalog.channel(PROVINCE, c) is not None for c in top), timeout=15)
+            listed = {c.channel_id: c for c in catalog.channels(PROVINCE)}
+            assert listed[PROVINCE].kind == "system" and CITY not in listed
+            group = "1000" + next(c for c in sim.management.catalog if c[10:13] == "215")[4:]
+            assert listed[group].kind == "business_group" and listed[group].parent_id == PROVINCE
+            vos = {"1000" + v[4:] for v in sim.management.catalog if v[10:13] == "216"}
+            assert {listed[c].parent_id for c in top} == vos
+            assert all(listed[v].parent_id is None and listed[v].business_group_id == group for v in vos)
+            roots = catalog.tree(PROVINCE)
+            assert [r.id for r in roots] == [PROVINCE]
+            # the province maps the ministry's ID back to the city's channel, the city to the camera's
+            cascade = province.platform.cascade
+            assert cascade.resolve(cascade.link(MINISTRY), top[0]) == (CITY, cams[0])
+            assert city.platform.cascade.resolve(city.platform.cascade.link(PROVINCE), cams[0]) == (CAMERA, cams[0])
+            # a status change at the bottom reaches the top
+            await sim.notify_catalog("OFF", [cams[1]])
+            await wait_for(lambda: catalog.channel(PROVINCE, top[1]).status == "OFF", timeout=15)
+    finally:
+        await ministry.stop()
