@@ -97,6 +97,16 @@ class Metrics:
             "sip28181_rtp_packets_received", "RTP packets received", registry=r)
         self.rtp_packets_lost = Counter(
             "sip28181_rtp_packets_lost", "RTP packets missing from the sequence", registry=r)
+        self.controls = Counter(
+            "sip28181_controls", "PTZ and device controls, local or from an upper, by outcome",
+            ["source", "result"], registry=r)
+        """``source``: local, upper; ``result``: ok, refused, failed (as in the control log)."""
+        self.upper_requests = Counter(
+            "sip28181_upper_requests", "Queries and controls from upper platforms forwarded to devices",
+            ["cmd_type"], registry=r)
+        self.upper_alarms = Counter(
+            "sip28181_upper_alarms", "Alarms sent to upper platforms, by outcome", ["result"], registry=r)
+        """``result``: sent (200), refused (another final status), failed (no answer)."""
 
         # Known label values exist from the start, so that rate() sees the first increment.
         for result in REGISTRATION_RESULTS:

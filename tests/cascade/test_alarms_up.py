@@ -42,6 +42,8 @@ async def test_hj_alarm_with_image_reaches_the_province_unchanged(tmp_path):
         sent = chain.city.platform.cascade.alarms.sent
         entry = await wait_for(lambda: next((e for e in sent.values() if e.result), None))
         assert (entry.upper_id, entry.upper_side_id, entry.result, entry.delivered) == (PROVINCE, ch, "OK", True)
+        status, text = await chain.city_api.get("/metrics")
+        assert status == 200 and 'sip28181_upper_alarms_total{result="sent"} 1.0' in text
         # the city acknowledged the device too (its own Response Alarm, the device's SN)
         await wait_for(lambda: any(msg.cmd_type == "Alarm" for msg in chain.device.management.received))
 

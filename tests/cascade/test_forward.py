@@ -74,6 +74,11 @@ async def test_local_control_holds_the_channel_against_the_upper(tmp_path):
         status, body = await chain.city_api.get("/api/v1/control-log", params={"source": f"upper:{PROVINCE}",
                                                                                "limit": 1})
         assert status == 200 and len(body) == 1 and body[0]["channel_id"] == free
+        status, text = await chain.city_api.get("/metrics")
+        assert status == 200
+        assert 'sip28181_controls_total{result="refused",source="upper"} 2.0' in text
+        assert 'sip28181_controls_total{result="ok",source="local"} 1.0' in text
+        assert 'sip28181_upper_requests_total{cmd_type="DeviceControl"} 3.0' in text
 
 
 async def test_hold_zero_and_control_not_allowed(tmp_path):
