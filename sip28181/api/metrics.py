@@ -114,6 +114,10 @@ class Metrics:
         """``result``: see :data:`sip28181.cascade.link.UPPER_REGISTRATION_RESULTS`."""
         self.uppers_online = Gauge(
             "sip28181_uppers_online", "Upper platforms we are registered with", registry=r)
+        self.cascade_catalog_messages = Counter(
+            "sip28181_cascade_catalog_messages",
+            "Catalog, device info/status answers and catalog notifications sent to upper platforms, by kind",
+            ["kind"], registry=r)
 
         # Known label values exist from the start, so that rate() sees the first increment.
         for result in REGISTRATION_RESULTS:
