@@ -44,12 +44,6 @@ class Cascade:
         #: Called with (link, online, reason) when a link comes up or goes down.
         self.listeners: list[Callable[[UpperLink, bool, str], Any]] = []
         self._started = False
-        from .alarms import AlarmForwarder
-        from .forward import Forwarder
-        #: the upper's queries and controls sent down; local priority and the control log
-        self.forward = Forwarder(self)
-        #: our devices' alarms sent up
-        self.alarms = AlarmForwarder(self)
         for settings in uppers:
             settings = parse_upper(settings)
             if settings.sip_id in self.links:
@@ -62,6 +56,12 @@ class Cascade:
         self.northbound = Northbound(self)
         #: server-side subscriptions of uppers, by CmdType (see :mod:`.subscriptions`)
         self.subscriptions = self.northbound.subscriptions
+        from .alarms import AlarmForwarder
+        from .forward import Forwarder
+        #: the upper's queries and controls sent down; local priority and the control log
+        self.forward = Forwarder(self)
+        #: our devices' alarms sent up
+        self.alarms = AlarmForwarder(self)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
