@@ -50,7 +50,7 @@ class ControlLog:
         entry = ControlLogRecord(time.time(), source, device_id, channel_id, command, detail, result)
         log.log(logging.INFO if result == "ok" else logging.WARNING, "control %s on %s from %s: %s (%s)",
                 command, channel_id or device_id, source, result, detail,
-                extra={"device_id": device_id, "call_id": call_id or ""})
+                extra={"device_id": device_id if source == LOCAL else source, "call_id": call_id or ""})
         self.platform._count("controls", LOCAL if source == LOCAL else "upper", result)
         (self._pending if self._persistent() else self._memory).append(entry)
         return entry
