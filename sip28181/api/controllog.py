@@ -15,7 +15,7 @@ from .routing import ApiRouter, PageQuery
 
 class ControlLogOut(BaseModel):
     at: str = Field(description="when the control was sent or refused (ISO 8601)")
-    source: str = Field(description="'local' (this platform's API or library) or 'upper:<SIP ID>'")
+    source: str = Field(description="'local' (this platform's API or library) or the upper's SIP ID")
     device_id: str = Field(description="the device the control went to (our ID)")
     channel_id: str | None = Field(None, description="the channel it went to (our ID); none for the device itself")
     command: str = Field(description="the element sent: PTZCmd, RecordCmd, GuardCmd, DeviceConfig...")
@@ -30,7 +30,7 @@ class ControlLogOut(BaseModel):
 
 class ControlLogQuery(PageQuery):
     device_id: str | None = Field(None, pattern=r"^\d{20}$", description="only controls of this device or channel")
-    source: str | None = Field(None, pattern=r"^(local|upper:\d{20})$", description="'local' or 'upper:<SIP ID>'")
+    source: str | None = Field(None, pattern=r"^(local|\d{20})$", description="'local' or the upper's SIP ID")
     start: _dt.datetime | None = Field(None, description="at or after (ISO 8601 or epoch seconds)")
     end: _dt.datetime | None = Field(None, description="before (ISO 8601 or epoch seconds)")
 

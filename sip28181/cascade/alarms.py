@@ -4,8 +4,10 @@ Each alarm a device sends us goes, as received, to every online upper that share
 channel: the same ``Notify Alarm`` with only ``DeviceID`` replaced by the ID the upper knows and
 ``SN`` by one of ours towards that upper. Everything else is kept verbatim, HJ fields included
 (AlarmType 100001–100009, ``AlarmTypeParam``, every ``Info`` with its ``ImageURL`` and unknown
-children, elements we have no field for). The upper answers SIP 200 and then ``Response Alarm``
-with our SN, which is matched here and counted.
+children, elements we have no field for). An upper holding an alarm subscription (SUBSCRIBE
+with a ``Query Alarm`` body, served by :mod:`.subscriptions`) gets the alarms its query's filters
+let through as NOTIFYs in that dialog; any other online upper gets a MESSAGE, answered SIP 200
+and then ``Response Alarm`` with our SN, which is matched here.
 """
 
 from __future__ import annotations
@@ -27,7 +29,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sip28181.cascade")
 
-__all__ = ["AlarmForwarder", "ForwardedAlarm"]
+__all__ = ["AlarmForwarder", "ForwardedAlarm", "alarm_matches"]
+
+
+def _values(text: str | None) -> set[int] | None:
+    """``1/2``-style values of a filter; None when it lets everything through (absent, 0)."""
+    values = {int(v) for v in (text or "").replace(",", "/").split("/") if v.strip().isdigit()}
+    return None if not values or 0 in values else values
+
+
+def alarm_matches(query: Any, alarm: Any) -> bool:
+    """Whether an alarm subscription's ``Query Alarm`` filters let ``alarm`` through (PROTOCOL
+    §5.8.2: priority range, AlarmMethod and AlarmType lists; 0 or absent = all)."""
+    if not isinstance(query, m.AlarmQuery):
+        return True
+    low, high = _values(query.start_alarm_priority), _values(query.end_alarm_priority)
+    priority = alarm.alarm_priority
+    if priority is not None and ((low and priority < min(low)) or (high and priority > max(high))):
+        return False
+    methods, types = _values(query.alarm_method), _values(query.alarm_type)
+    if methods and alarm.alarm_method not in methods:
+        return False
+    return not (types and alarm.alarm_type not in types)
 
 
 @dataclasses.dataclass(slots=True)
@@ -39,6 +62,8 @@ class ForwardedAlarm:
     device_id: str
     alarm_device_id: str
     upper_side_id: str
+    via: str = "MESSAGE"
+    """MESSAGE, or NOTIFY in an alarm subscription of the upper."""
     delivered: bool = False
     """The upper answered the MESSAGE with 200."""
     result: str | None = None
@@ -56,6 +81,7 @@ class AlarmForwarder:
         self._remember = remember
         self.platform.management.alarms.listeners.append(self._on_alarm)
         cascade.message_handlers["Alarm"] = self._on_message
+        cascade.subscriptions.register("Alarm")
 
     def _on_alarm(self, device_id: str, message: Any, record: "AlarmRecord") -> None:
         for link in self.cascade.online_links():
@@ -63,17 +89,26 @@ class AlarmForwarder:
             upper_side = self.cascade.upper_side_id(link, device_id, alarm_device)
             if upper_side is None:
                 continue
-            up = dataclasses.replace(message, sn=link.next_sn(), device_id=upper_side)
-            entry = ForwardedAlarm(link.upper_id, up.sn, device_id, alarm_device, upper_side)
-            self.sent[(link.upper_id, up.sn)] = entry
-            while len(self.sent) > self._remember:
-                self.sent.popitem(last=False)
-            self.platform._spawn(self._send(link, up, entry), f"alarm to upper {link.upper_id}")
+            subs = self.cascade.subscriptions.active(link, "Alarm")
+            targets = [s for s in subs if alarm_matches(s.query, message)] if subs else [None]
+            for sub in targets:
+                up = dataclasses.replace(message, sn=link.next_sn(), device_id=upper_side)
+                entry = ForwardedAlarm(link.upper_id, up.sn, device_id, alarm_device, upper_side,
+                                       "MESSAGE" if sub is None else "NOTIFY")
+                self.sent[(link.upper_id, up.sn)] = entry
+                while len(self.sent) > self._remember:
+                    self.sent.popitem(last=False)
+                self.platform._spawn(self._send(link, up, entry, sub), f"alarm to upper {link.upper_id}")
 
-    async def _send(self, link: "UpperLink", message: m.AlarmNotify, entry: ForwardedAlarm) -> None:
+    async def _send(self, link: "UpperLink", message: m.AlarmNotify, entry: ForwardedAlarm, sub: Any) -> None:
         extra = {"device_id": link.upper_id}
         try:
-            response = await link.send_manscdp(message.to_xml())
+            if sub is None:
+                response = await link.send_manscdp(message.to_xml())
+            else:
+                response = await self.cascade.subscriptions.notify(sub, message)
+                if response is None:        # the subscription ended meanwhile
+                    return
         except (Sip28181Error, OSError) as exc:
             log.warning("alarm of %s not delivered to upper: %s", entry.alarm_device_id, exc, extra=extra)
             self.platform._count("upper_alarms", "failed")
@@ -81,8 +116,8 @@ class AlarmForwarder:
         entry.delivered = response.status == 200
         self.platform._count("upper_alarms", "sent" if entry.delivered else "refused")
         log.log(logging.INFO if entry.delivered else logging.WARNING,
-                "alarm of %s sent up as %s (SN %d): %d %s", entry.alarm_device_id, entry.upper_side_id, entry.sn,
-                response.status, response.reason, extra={**extra, "call_id": response.call_id})
+                "alarm of %s sent up as %s (SN %d, %s): %d %s", entry.alarm_device_id, entry.upper_side_id, entry.sn,
+                entry.via, response.status, response.reason, extra={**extra, "call_id": response.call_id})
 
     def _on_message(self, link: "UpperLink", envelope: "Envelope", request: "Request") -> None:
         message = m.from_envelope(envelope)

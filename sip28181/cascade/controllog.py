@@ -7,8 +7,9 @@ kept as a :class:`ControlLogRecord`: ``source`` is ``local`` (our API or library
 ``ok``, ``refused`` (local priority, control not allowed, unknown target) or ``failed`` (the
 device refused or did not answer); ``detail`` says what was sent and why it ended so.
 
-Records go to the store's ``control_log`` table when the store has one, else to a bounded memory
-buffer; :meth:`ControlLog.search` reads whichever holds them.
+Records go to the store's ``control_log`` table with the platform's periodic flush (a platform
+without a store keeps them in a bounded memory buffer); :meth:`ControlLog.search` flushes first,
+so a control is found as soon as it is logged.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..store.base import write_in_order
+from ..store.base import ControlLogRecord, write_in_order
 
 if TYPE_CHECKING:
     from ..platform.core import Platform
@@ -34,20 +34,7 @@ RESULTS = ("ok", "refused", "failed")
 
 def upper_source(upper_id: str) -> str:
     """The ``source`` of a control sent by the upper platform ``upper_id``."""
-    return f"upper:{upper_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class ControlLogRecord:
-    """One control and its outcome (times are epoch seconds)."""
-
-    at: float
-    source: str
-    device_id: str
-    channel_id: str | None
-    command: str
-    detail: str
-    result: str
+    return upper_id
 
 
 class ControlLog:
@@ -63,8 +50,8 @@ class ControlLog:
         entry = ControlLogRecord(time.time(), source, device_id, channel_id, command, detail, result)
         log.log(logging.INFO if result == "ok" else logging.WARNING, "control %s on %s from %s: %s (%s)",
                 command, channel_id or device_id, source, result, detail,
-                extra={"device_id": device_id, "call_id": call_id or ""})
-        self.platform._count("controls", source.split(":", 1)[0], result)
+                extra={"device_id": device_id if source == LOCAL else source, "call_id": call_id or ""})
+        self.platform._count("controls", LOCAL if source == LOCAL else "upper", result)
         (self._pending if self._persistent() else self._memory).append(entry)
         return entry
 
@@ -80,7 +67,7 @@ class ControlLog:
 
     def _persistent(self) -> bool:
         """Whether records go to the store (else they stay in memory)."""
-        return False
+        return self.platform.store is not None
 
     async def search(self, *, device_id: str | None = None, source: str | None = None,
                      start: float | None = None, end: float | None = None, limit: int = 100,
@@ -88,7 +75,7 @@ class ControlLog:
         """Records matching every given filter, newest first (``device_id`` matches the device or
         the channel)."""
         if self._persistent():
-            await self.flush()
+            await self.platform.flush()
             return await self.platform.store.search_control_log(
                 device_id=device_id, source=source, start=start, end=end, limit=limit, offset=offset)
         out = [r for r in reversed(self._memory)

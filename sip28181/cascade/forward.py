@@ -108,6 +108,9 @@ class Forwarder:
         self.platform = cascade.platform
         self.arbiter = ControlArbiter(self.platform.config.cascade_local_control_hold)
         self.log = ControlLog(self.platform)
+        self._work = {m.RecordInfoQuery: self._record_info, m.PresetQuery: self._presets,
+                      m.ConfigDownloadQuery: self._config_download, m.DeviceControl: self._device_control,
+                      m.DeviceConfig: self._device_config}
         for cmd_type in self.HANDLED:
             cascade.message_handlers[cmd_type] = self._on_message
 
@@ -139,11 +142,7 @@ class Forwarder:
     # -- from the upper ----------------------------------------------------------------------------
     def _on_message(self, link: "UpperLink", envelope: "Envelope", request: "Request") -> None:
         message = m.from_envelope(envelope)
-        work = {
-            m.RecordInfoQuery: self._record_info, m.PresetQuery: self._presets,
-            m.ConfigDownloadQuery: self._config_download, m.DeviceControl: self._device_control,
-            m.DeviceConfig: self._device_config,
-        }.get(type(message))
+        work = self._work.get(type(message))
         if work is None:
             log.debug("ignored %s %s from upper", message.kind.value, message.cmd_type,
                       extra={"device_id": link.upper_id, "call_id": request.call_id})

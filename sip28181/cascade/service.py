@@ -44,6 +44,18 @@ class Cascade:
         #: Called with (link, online, reason) when a link comes up or goes down.
         self.listeners: list[Callable[[UpperLink, bool, str], Any]] = []
         self._started = False
+        for settings in uppers:
+            settings = parse_upper(settings)
+            if settings.sip_id in self.links:
+                raise ValueError(f"upper {settings.sip_id} configured twice")
+            self.links[settings.sip_id] = UpperLink(self, settings)
+        if platform.metrics is not None:
+            platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
+        from .northbound import Northbound
+        #: what uppers see: shared catalog, ID mapping, answers, subscriptions, change notifications
+        self.northbound = Northbound(self)
+        #: server-side subscriptions of uppers, by CmdType (see :mod:`.subscriptions`)
+        self.subscriptions = self.northbound.subscriptions
         from .alarms import AlarmForwarder
         from .forward import Forwarder
         #: the upper's queries and controls sent down; local priority and the control log
@@ -53,18 +65,6 @@ class Cascade:
         from .invite import UpperMedia
         #: INVITE/BYE/CANCEL/INFO from uppers: video of shared channels sent up as PS/RTP
         self.media = UpperMedia(self)
-        for settings in uppers:
-            settings = parse_upper(settings)
-            if settings.sip_id in self.links:
-                raise ValueError(f"upper {settings.sip_id} configured twice")
-            self.links[settings.sip_id] = UpperLink(self, settings)
-        from .northbound import Northbound
-        #: what uppers see: shared catalog, ID mapping, answers, subscriptions, change notifications
-        self.northbound = Northbound(self)
-        #: server-side subscriptions of uppers, by CmdType (see :mod:`.subscriptions`)
-        self.subscriptions = self.northbound.subscriptions
-        if platform.metrics is not None:
-            platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -174,6 +174,7 @@ class Platform:
             # a write that fails is retried at the next flush; see write_in_order for cancellation
             await write_in_order(steps)
             await self.management.flush()
+            await self.cascade.forward.log.flush()
 
     @staticmethod
     def _record(s: DeviceState) -> DeviceRecord:

@@ -33,14 +33,14 @@ class Chain:
 
 
 @contextlib.asynccontextmanager
-async def city_chain(tmp_path, *, upper: dict | None = None, city: dict | None = None, channels: int = 2,
-                     management: dict | None = None):
+async def city_chain(tmp_path, *, upper: dict | None = None, city: dict | None = None, province: dict | None = None,
+                     channels: int = 2, management: dict | None = None):
     """Province <- city <- simulated NVR: yields once the city's catalog has the device's channels
     and the city is registered with the province."""
-    province = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=UPPER_PASSWORD))
-    await province.start()
+    province_server = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=UPPER_PASSWORD, **(province or {})))
+    await province_server.start()
     try:
-        settings = {"sip_id": PROVINCE, "host": "127.0.0.1", "port": province.platform.sip_port,
+        settings = {"sip_id": PROVINCE, "host": "127.0.0.1", "port": province_server.platform.sip_port,
                     "password": UPPER_PASSWORD, "keepalive_interval": 5, **(upper or {})}
         city_server = Server(make_config(tmp_path / "c", sip_id=CITY, password=DEVICE_PASSWORD,
                                          catalog_query_delay=0.0, upper=(settings,), **(city or {})))
@@ -54,14 +54,14 @@ async def city_chain(tmp_path, *, upper: dict | None = None, city: dict | None =
                 await wait_for(lambda: {c.channel_id for c in city_server.platform.management.catalog.channels(DEVICE)}
                                >= set(ids))
                 await wait_for(lambda: city_server.platform.cascade.link(PROVINCE).online)
-                await wait_for(lambda: (s := province.platform.registry.get(CITY)) is not None and s.status == "online")
+                await wait_for(lambda: (s := province_server.platform.registry.get(CITY)) is not None and s.status == "online")
                 async with aiohttp.ClientSession() as session:
-                    yield Chain(province, city_server, device,
-                                Api(session, f"http://127.0.0.1:{province.http_port}"),
+                    yield Chain(province_server, city_server, device,
+                                Api(session, f"http://127.0.0.1:{province_server.http_port}"),
                                 Api(session, f"http://127.0.0.1:{city_server.http_port}"))
             finally:
                 await device.stop()
         finally:
             await city_server.stop()
     finally:
-        await province.stop()
+        await province_server.stop()

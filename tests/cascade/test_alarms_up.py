@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from sip28181.cascade.alarms import alarm_matches
+from sip28181.manscdp import messages as m
 from sip28181.platform.events import AlarmReceived
 from sip28181.store.base import AlarmFilter
 
@@ -42,6 +44,8 @@ async def test_hj_alarm_with_image_reaches_the_province_unchanged(tmp_path):
         sent = chain.city.platform.cascade.alarms.sent
         entry = await wait_for(lambda: next((e for e in sent.values() if e.result), None))
         assert (entry.upper_id, entry.upper_side_id, entry.result, entry.delivered) == (PROVINCE, ch, "OK", True)
+        status, text = await chain.city_api.get("/metrics")
+        assert status == 200 and 'sip28181_upper_alarms_total{result="sent"} 1.0' in text
         # the city acknowledged the device too (its own Response Alarm, the device's SN)
         await wait_for(lambda: any(msg.cmd_type == "Alarm" for msg in chain.device.management.received))
 
@@ -69,3 +73,33 @@ async def test_alarm_fields_nobody_knows_are_kept(tmp_path):
         assert up.infos[0]["Zone"] == "outfall-2"
         assert up.extra == {"Vendor": "kept"}
         assert DEVICE not in {a.alarm_device_id for a in (e.alarm for e in at_province)}
+
+
+async def test_alarms_go_by_notify_to_an_upper_that_subscribed(tmp_path):
+    async with city_chain(tmp_path, province={"alarm_subscribe": True}) as chain:
+        cascade = chain.city.platform.cascade
+        link = cascade.link(PROVINCE)
+        sub = (await wait_for(lambda: cascade.subscriptions.active(link, "Alarm")))[0]
+        at_province: list[AlarmReceived] = []
+        chain.province.platform.events.on(at_province.append, AlarmReceived)
+        ch = chain.channels[0]
+        await chain.device.send_alarm(ch, method=5, alarm_type=100003, image_urls=["http://192.0.2.9/n.jpg"])
+        await wait_for(lambda: at_province)
+        assert at_province[0].alarm.image_urls == ["http://192.0.2.9/n.jpg"]
+        assert at_province[0].alarm.alarm_type == 100003 and at_province[0].alarm.alarm_device_id == ch
+        entry = next(iter(cascade.alarms.sent.values()))
+        assert (entry.via, entry.delivered) == ("NOTIFY", True)
+        assert sub.notifies == 1
+
+
+def test_alarm_subscription_filters():
+    alarm = m.AlarmNotify(sn=1, device_id="44010000001320000001", alarm_priority=2, alarm_method=5,
+                          alarm_type=100002)
+    assert alarm_matches(m.AlarmQuery(), alarm)
+    assert alarm_matches(m.AlarmQuery(start_alarm_priority="0", end_alarm_priority="0", alarm_method="0"), alarm)
+    assert alarm_matches(m.AlarmQuery(start_alarm_priority="1", end_alarm_priority="2", alarm_method="2/5"), alarm)
+    assert not alarm_matches(m.AlarmQuery(start_alarm_priority="3", end_alarm_priority="4"), alarm)
+    assert not alarm_matches(m.AlarmQuery(alarm_method="2"), alarm)
+    assert alarm_matches(m.AlarmQuery(alarm_type="100002"), alarm)
+    assert not alarm_matches(m.AlarmQuery(alarm_type="6"), alarm)
+    assert alarm_matches(m.CatalogQuery(), alarm)
