@@ -67,13 +67,13 @@ def upper_calls(city: Server):
     return city.platform.cascade.media.list(PROVINCE)
 
 
-@pytest.mark.parametrize("upper_transport, device_transport", [
-    ("udp", "udp"),
-    ("tcp-passive", "tcp-active"),
-    ("tcp-active", "tcp-passive"),
+@pytest.mark.parametrize("upper_transport, device_transport, sip", [
+    ("udp", "udp", "udp"),
+    ("tcp-passive", "tcp-active", "tcp"),
+    ("tcp-active", "tcp-passive", "udp"),
 ])
-async def test_province_plays_the_city_channel_over_http_flv(tmp_path, upper_transport, device_transport):
-    async with chain(tmp_path, city_transport=device_transport) as (province, city, camera), \
+async def test_province_plays_the_city_channel_over_http_flv(tmp_path, upper_transport, device_transport, sip):
+    async with chain(tmp_path, city_transport=device_transport, upper_transport=sip) as (province, city, camera), \
             aiohttp.ClientSession() as http:
         async with http.get(live_url(province, upper_transport)) as resp:
             assert resp.status == 200
@@ -88,6 +88,7 @@ async def test_province_plays_the_city_channel_over_http_flv(tmp_path, upper_tra
             call = calls[0]
             assert call.transport.value == upper_transport and call.state.value == "sending"
             assert call.upper_side_id == CHANNEL and call.device_id == DEVICE
+            assert call.flow.transport == sip.upper()
             # with the province's SSRC (its y=), which the province's stream expects
             pstream = province.platform.streams.list()[0]
             assert pstream.device_id == CITY and pstream.channel_id == CHANNEL
@@ -130,8 +131,9 @@ async def test_two_province_viewers_and_a_city_viewer_share_one_upstream(tmp_pat
             assert len(city.platform.streams) == 1 and city.platform.streams.list()[0].viewers == 2
 
 
-async def test_device_bye_ends_the_province_stream(tmp_path):
-    async with chain(tmp_path) as (province, city, camera), aiohttp.ClientSession() as http:
+@pytest.mark.parametrize("sip", ["udp", "tcp"])
+async def test_device_bye_ends_the_province_stream(tmp_path, sip):
+    async with chain(tmp_path, upper_transport=sip) as (province, city, camera), aiohttp.ClientSession() as http:
         async with http.get(live_url(province)) as resp:
             tags = await read_flv(resp, frames=10)
             call = upper_calls(city)[0]
