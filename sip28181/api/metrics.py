@@ -105,6 +105,10 @@ class Metrics:
             "sip28181_rtp_packets_received", "RTP packets received", registry=r)
         self.rtp_packets_lost = Counter(
             "sip28181_rtp_packets_lost", "RTP packets missing from the sequence", registry=r)
+        self.cascade_catalog_messages = Counter(
+            "sip28181_cascade_catalog_messages",
+            "Catalog, device info/status answers and catalog notifications sent to upper platforms, by kind",
+            ["kind"], registry=r)
 
         # Known label values exist from the start, so that rate() sees the first increment.
         for result in REGISTRATION_RESULTS:
