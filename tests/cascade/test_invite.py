@@ -34,11 +34,13 @@ MEDIA = dict(media_bind="127.0.0.1", media_host="127.0.0.1", media_linger=0.5,
 async def chain(tmp_path, *, city_transport: str = "udp", options: MediaOptions | None = None,
                 upper_transport: str = "udp", **city_overrides):
     """Province, city registered to it, a camera registered to the city with its catalog known."""
-    province = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=PASSWORD, **MEDIA))
+    province = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=PASSWORD, catalog_query_delay=0.0,
+                                  **MEDIA))
     await province.start()
     city = camera = None
     try:
-        city = Server(make_config(tmp_path / "c", sip_id=CITY, media_transport=city_transport, upper=({
+        city = Server(make_config(tmp_path / "c", sip_id=CITY, media_transport=city_transport,
+                                  catalog_query_delay=0.0, upper=({
             "sip_id": PROVINCE, "host": "127.0.0.1", "port": province.platform.sip_port,
             "transport": upper_transport, "password": PASSWORD, "keepalive_interval": 5,
         },), **{**MEDIA, **city_overrides}))
@@ -49,6 +51,8 @@ async def chain(tmp_path, *, city_transport: str = "udp", options: MediaOptions 
         await wait_for(lambda: city.platform.cascade.link(PROVINCE).online)
         await wait_for(lambda: (s := province.platform.registry.get(CITY)) is not None and s.status == "online")
         await wait_for(lambda: city.platform.management.catalog.find_channel(CHANNEL) is not None, timeout=10)
+        # the province lists the channel the city shares (plays check a lower's channels like a device's)
+        await wait_for(lambda: CHANNEL in {c.channel_id for c in province.platform.channels(CITY)}, timeout=10)
         yield province, city, camera
     finally:
         if camera is not None:
