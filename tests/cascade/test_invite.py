@@ -32,7 +32,8 @@ MEDIA = dict(media_bind="127.0.0.1", media_host="127.0.0.1", media_linger=0.5,
 
 @contextlib.asynccontextmanager
 async def chain(tmp_path, *, city_transport: str = "udp", options: MediaOptions | None = None,
-                upper_transport: str = "udp", **city_overrides):
+                upper_transport: str = "udp", upper: dict | None = None, province_sees: str = CHANNEL,
+                **city_overrides):
     """Province, city registered to it, a camera registered to the city with its catalog known."""
     province = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=PASSWORD, catalog_query_delay=0.0,
                                   **MEDIA))
@@ -42,7 +43,7 @@ async def chain(tmp_path, *, city_transport: str = "udp", options: MediaOptions 
         city = Server(make_config(tmp_path / "c", sip_id=CITY, media_transport=city_transport,
                                   catalog_query_delay=0.0, upper=({
             "sip_id": PROVINCE, "host": "127.0.0.1", "port": province.platform.sip_port,
-            "transport": upper_transport, "password": PASSWORD, "keepalive_interval": 5,
+            "transport": upper_transport, "password": PASSWORD, "keepalive_interval": 5, **(upper or {}),
         },), **{**MEDIA, **city_overrides}))
         await city.start()
         camera = DeviceSimulator(DEVICE, server_id=CITY, server_host="127.0.0.1", server_port=city.sip_port,
@@ -52,7 +53,8 @@ async def chain(tmp_path, *, city_transport: str = "udp", options: MediaOptions 
         await wait_for(lambda: (s := province.platform.registry.get(CITY)) is not None and s.status == "online")
         await wait_for(lambda: city.platform.management.catalog.find_channel(CHANNEL) is not None, timeout=10)
         # the province lists the channel the city shares (plays check a lower's channels like a device's)
-        await wait_for(lambda: CHANNEL in {c.channel_id for c in province.platform.channels(CITY)}, timeout=10)
+        await wait_for(lambda: province_sees in {c.channel_id for c in province.platform.channels(CITY)},
+                       timeout=10)
         yield province, city, camera
     finally:
         if camera is not None:
@@ -169,3 +171,19 @@ async def test_unknown_channel_is_refused_with_404(tmp_path):
         assert "404" in body
         assert camera.media.invites_received == 0 and not upper_calls(city)
         assert len(province.platform.streams) == 0 and len(city.platform.streams) == 0
+
+
+async def test_province_plays_a_channel_by_its_mapped_id(tmp_path):
+    mapped = "4488" + CHANNEL[4:]
+    async with chain(tmp_path, upper={"ids": "map", "id_prefix": "4488"}, province_sees=mapped) as \
+            (province, city, camera), aiohttp.ClientSession() as http:
+        async with http.get(live_url(province, channel=CHANNEL)) as resp:
+            assert resp.status == 404                       # the local ID is not what the province knows
+        assert camera.media.invites_received == 0
+        async with http.get(live_url(province, channel=mapped)) as resp:
+            assert resp.status == 200
+            tags = await read_flv(resp, frames=20)
+            call = upper_calls(city)[0]
+            assert (call.upper_side_id, call.device_id, call.channel_id) == (mapped, DEVICE, CHANNEL)
+            assert camera.media.stream().channel_id == CHANNEL
+        assert decode(tags.data)[1]
