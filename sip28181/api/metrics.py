@@ -110,9 +110,19 @@ class Metrics:
             "Catalog, device info/status answers and catalog notifications sent to upper platforms, by kind",
             ["kind"], registry=r)
 
+        self.upper_registrations = Counter(
+            "sip28181_upper_registrations", "REGISTERs we sent to upper platforms, by outcome",
+            ["result"], registry=r)
+        """``result``: see :data:`sip28181.cascade.link.UPPER_REGISTRATION_RESULTS`."""
+        self.uppers_online = Gauge(
+            "sip28181_uppers_online", "Upper platforms we are registered with", registry=r)
+
         # Known label values exist from the start, so that rate() sees the first increment.
         for result in REGISTRATION_RESULTS:
             self.registrations.labels(result=result)
+        from ..cascade.link import UPPER_REGISTRATION_RESULTS
+        for result in UPPER_REGISTRATION_RESULTS:
+            self.upper_registrations.labels(result=result)
         for transport in ("udp", "tcp"):
             self.sip_parse_errors.labels(transport=transport)
         for status in ("online", "offline"):

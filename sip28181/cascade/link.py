@@ -1,9 +1,12 @@
 """One upper platform as seen from below: registration, refresh, keepalive, recovery (PROTOCOL §11.1).
 
-The link registers with digest (401 and 407), refreshes before expiry, sends keepalives and declares
-the upper dead after ``keepalive_timeout_count`` failed keepalives, a failed refresh or a 404 (the
-upper forgot us). A dead or unreachable upper is registered again with exponential backoff from
-``retry_interval`` to ``retry_max``. Requests to the upper leave from the platform's own SIP
+The link registers with digest (401 and 407) and refreshes in the same Call-ID before expiry
+(``register_interval``), with a keepalive MESSAGE every ``keepalive_interval``. It declares the
+upper dead after ``keepalive_timeout_count`` keepalives in a row without a 200, a failed refresh,
+a 404 to a keepalive (the upper restarted and forgot us) or the loss of the TCP connection to it.
+A dead upper is registered again at once, in a new Call-ID; failed registrations are retried after
+``retry_interval``, doubling up to ``retry_max``, with ±10 % jitter so that many lowers cut off
+together do not come back in step. Requests to the upper leave from the platform's own SIP
 endpoint, so the upper's requests come back to the port it knows us by.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import random
 import time
 from typing import TYPE_CHECKING
 
@@ -26,9 +30,15 @@ from .settings import UpperSettings
 if TYPE_CHECKING:
     from .service import Cascade
 
+__all__ = ["LinkState", "UPPER_REGISTRATION_RESULTS", "UpperError", "UpperLink", "backoff_delay"]
+
 log = logging.getLogger("sip28181.cascade")
 
 MANSCDP_TYPE = "Application/MANSCDP+xml"
+
+#: Values of the ``result`` label of ``sip28181_upper_registrations_total``.
+UPPER_REGISTRATION_RESULTS = ("ok", "refreshed", "unregistered", "auth_failed", "forbidden",
+                              "not_found", "rejected", "timeout", "unreachable")
 
 
 class LinkState(str, enum.Enum):
@@ -48,26 +58,70 @@ class UpperError(Sip28181Error):
         self.reason = reason
 
 
+def backoff_delay(failures: int, first: float, most: float, rand: float = 0.5) -> float:
+    """Wait before registration attempt number ``failures + 1`` after ``failures`` failures.
+
+    ``first`` doubles with each failure up to ``most``; ``rand`` in [0, 1) spreads it by ±10 %.
+    """
+    base = min(most, first * 2.0 ** max(0, failures - 1))
+    return base * (0.9 + 0.2 * rand)
+
+
+def _result_of(exc: BaseException) -> str:
+    """The metrics label of a failed registration."""
+    if isinstance(exc, UpperError):
+        if exc.status in (401, 407):
+            return "auth_failed"
+        if exc.status == 403:
+            return "forbidden"
+        if exc.status == 404:
+            return "not_found"
+        return "rejected" if exc.status else "unreachable"
+    if isinstance(exc, TransactionError):
+        return "timeout"
+    return "unreachable"
+
+
 class UpperLink:
     """Our registration with one upper, and the way requests to it are sent."""
 
-    def __init__(self, cascade: "Cascade", settings: UpperSettings) -> None:
+    #: Seconds to wait for the upper's answer to a REGISTER or MESSAGE.
+    request_timeout = 5.0
+
+    def __init__(self, cascade: "Cascade", settings: UpperSettings, *, source: str = "config") -> None:
         self.cascade = cascade
         self.settings = settings
+        #: ``"config"`` (TOML / Config) or ``"api"`` (saved in the store).
+        self.source = source
         platform = cascade.platform
         self.local_id = settings.local_id or platform.sip_id
         self.local_domain = settings.local_domain or platform.domain
         self.state = LinkState.DISABLED if not settings.enabled else LinkState.STOPPED
         self.registered_at: float | None = None
+        """Wall time of the last successful REGISTER (first one or refresh)."""
+        self.online_since: float | None = None
         self.last_keepalive_at: float | None = None
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
         self.failures = 0
+        """Failed registrations since the last success (drives the backoff)."""
+        self.next_attempt_at: float | None = None
+        """Wall time of the next registration attempt while ``retrying``."""
         self._auth = DigestClient(settings.username or self.local_id, settings.password or "")
+        self._auth_proxy = False
         self._call_id = ""
         self._from_tag = new_tag()
         self._cseq = 0
+        self._sn = 0
         self._flow: Flow | None = None
         self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._lost = False          # the TCP connection to the upper dropped
+        self._refresh_now = False   # register again now (API)
+        self._attempt_waiters: list[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<UpperLink {self.upper_id} {self.state.value}>"
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -87,6 +141,11 @@ class UpperLink:
         return self.state is LinkState.ONLINE
 
     @property
+    def call_id(self) -> str:
+        """Call-ID of the current registration (empty when not registered)."""
+        return self._call_id
+
+    @property
     def _extra(self) -> dict[str, str]:
         return {"device_id": self.upper_id, "call_id": self._call_id}
 
@@ -94,74 +153,170 @@ class UpperLink:
     def start(self) -> None:
         if not self.settings.enabled or self._task is not None:
             return
+        self._wake = asyncio.Event()
         self._task = self.cascade.platform._spawn(self._run(), f"upper {self.upper_id}")
 
     async def stop(self, *, unregister: bool = True) -> None:
+        """End the link; ``unregister`` sends REGISTER Expires 0 when it is online."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if unregister and self.state is LinkState.ONLINE:
+        was_online = self.state is LinkState.ONLINE
+        if unregister and was_online:
             try:
                 await self.register(expires=0)
             except (Sip28181Error, OSError) as exc:
                 log.info("unregister from upper failed: %s", exc, extra=self._extra)
         self.state = LinkState.DISABLED if not self.settings.enabled else LinkState.STOPPED
+        self.next_attempt_at = None
+        if was_online:
+            self.cascade.link_changed(self, online=False, reason="stopped")
+        self._release_waiters()
+
+    async def register_now(self) -> None:
+        """Register again without waiting (a refresh in the same Call-ID when online, else a new
+        attempt ending the backoff wait); returns once that attempt is over, whatever its result."""
+        if self._task is None or self._wake is None:
+            raise UpperError(0, f"upper {self.upper_id} is {self.state.value}: not registering")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._attempt_waiters.append(waiter)
+        self._refresh_now = True
+        self._wake.set()
+        await waiter
+
+    def connection_lost(self, flow: Flow) -> None:
+        """The TCP connection ``flow`` was closed: if it was ours, the upper is dead to us."""
+        if self._flow is None or flow.connection != self._flow.connection:
+            return
+        self._flow = None
+        if self._task is not None and self._wake is not None and self.state is LinkState.ONLINE:
+            self._lost = True
+            self._wake.set()
+
+    def _release_waiters(self) -> None:
+        waiters, self._attempt_waiters = self._attempt_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds or until woken (:meth:`register_now`, connection loss);
+        True when woken."""
+        assert self._wake is not None
+        if not self._wake.is_set():
+            try:
+                async with asyncio.timeout(max(0.0, delay)):
+                    await self._wake.wait()
+            except TimeoutError:
+                return False
+        self._wake.clear()
+        return True
 
     async def _run(self) -> None:
         s = self.settings
-        backoff = s.retry_interval
+        delay = 0.0
         while True:
+            if delay > 0:
+                self.state = LinkState.RETRYING
+                self.next_attempt_at = time.time() + delay
+                log.info("registering with upper again in %.1f s", delay, extra=self._extra)
+                await self._wait(delay)
+            self.next_attempt_at = None
+            self._lost = self._refresh_now = False
             try:
                 await self.register()
             except (Sip28181Error, OSError) as exc:
-                self._down(str(exc))
-                self.state = LinkState.RETRYING
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, s.retry_max)
+                self._failed(exc)
+                delay = backoff_delay(self.failures, s.retry_interval, s.retry_max, random.random())
                 continue
-            backoff = s.retry_interval
-            await self._keep()
+            finally:
+                self._release_waiters()
+            self.failures = 0
+            reason = await self._keep()
+            lasted = time.time() - (self.online_since or time.time())
+            self._down(reason)
+            # Back at once after a long healthy spell; an upper that drops us right after
+            # accepting us is retried with backoff instead of in a tight loop.
+            if lasted >= s.retry_interval:
+                delay = 0.0
+            else:
+                self.failures += 1
+                delay = backoff_delay(self.failures, s.retry_interval, s.retry_max, random.random())
 
-    async def _keep(self) -> None:
-        """Keepalives and refreshes until the upper is found dead."""
+    def _refresh_after(self) -> float:
+        return max(1.0, self.settings.register_interval * 0.8)
+
+    async def _keep(self) -> str:
+        """Keepalives and refreshes until the upper is found dead; returns why."""
         s = self.settings
         loop = asyncio.get_running_loop()
-        refresh_at = loop.time() + max(1.0, s.register_interval * 0.8)
+        refresh_at = loop.time() + self._refresh_after()
+        next_keepalive = loop.time() + s.keepalive_interval     # the REGISTER just proved it alive
         failures = 0
         while True:
-            try:
-                response = await self.keepalive()
-                failures = 0 if response.status == 200 else failures + 1
-                if response.status == 404:
-                    self._down("upper answered 404 to a keepalive")
-                    return
-            except (TransactionError, OSError):
-                failures += 1
-            if failures >= s.keepalive_timeout_count:
-                self._down(f"{failures} keepalives without answer")
-                return
-            wait = min(s.keepalive_interval, max(0.0, refresh_at - loop.time()))
-            await asyncio.sleep(wait)
-            if loop.time() >= refresh_at:
+            if self._lost:
+                return "TCP connection to the upper lost"
+            now = loop.time()
+            if self._refresh_now or now >= refresh_at:
+                self._refresh_now = False
                 try:
                     await self.register()
                 except (Sip28181Error, OSError) as exc:
-                    self._down(f"refresh failed: {exc}")
-                    return
-                refresh_at = loop.time() + max(1.0, s.register_interval * 0.8)
+                    self._count_failure(exc)
+                    return f"refresh failed: {exc}"
+                finally:
+                    self._release_waiters()
+                refresh_at = loop.time() + self._refresh_after()
+                continue
+            if now >= next_keepalive:
+                next_keepalive = now + s.keepalive_interval
+                try:
+                    response = await self.keepalive()
+                except (TransactionError, OSError) as exc:
+                    failures += 1
+                    log.info("keepalive %d/%d to upper failed: %s", failures, s.keepalive_timeout_count,
+                             exc, extra=self._extra)
+                else:
+                    if response.status == 404:
+                        return "upper answered 404 to a keepalive (it no longer knows us)"
+                    if response.status == 200:
+                        failures = 0
+                    else:
+                        failures += 1
+                        log.info("keepalive %d/%d to upper answered %d %s", failures,
+                                 s.keepalive_timeout_count, response.status, response.reason,
+                                 extra=self._extra)
+                if failures >= s.keepalive_timeout_count:
+                    return f"{failures} keepalives in a row without a 200"
+                continue
+            await self._wait(min(next_keepalive, refresh_at) - loop.time())
 
-    def _down(self, reason: str) -> None:
-        self.last_error = reason
+    def _count_failure(self, exc: BaseException) -> None:
+        self.cascade.platform._count("upper_registrations", _result_of(exc))
+
+    def _failed(self, exc: BaseException) -> None:
+        """A registration attempt failed: keep why, count it, wait longer next time."""
+        self._count_failure(exc)
         self.failures += 1
-        was_online = self.state is LinkState.ONLINE
+        self.last_error = str(exc) or type(exc).__name__
+        self.last_error_at = time.time()
         self.state = LinkState.RETRYING
         self._call_id = ""
+        log.warning("registration with upper %s:%d failed (%d in a row): %s", self.settings.host,
+                    self.settings.port, self.failures, self.last_error, extra=self._extra)
+
+    def _down(self, reason: str) -> None:
+        """The upper was online and is found dead."""
+        self.last_error = reason
+        self.last_error_at = time.time()
+        was_online = self.state is LinkState.ONLINE
+        self.state = LinkState.RETRYING
+        log.warning("upper lost: %s", reason, extra=self._extra)
+        self._call_id = ""          # the next registration is a new one
+        self.online_since = None
         if was_online:
-            log.warning("upper lost: %s", reason, extra=self._extra)
             self.cascade.link_changed(self, online=False, reason=reason)
-        else:
-            log.info("registration with upper failed: %s", reason, extra=self._extra)
 
     # -- signalling -------------------------------------------------------------------------------
     async def flow(self) -> Flow:
@@ -180,33 +335,55 @@ class UpperLink:
         return f"<sip:{self.local_id}@{endpoint.advertised_host}:{endpoint.port}{transport}>"
 
     async def register(self, expires: int | None = None) -> Response:
-        """REGISTER (answering a digest challenge); :class:`UpperError` if refused."""
+        """REGISTER (answering a digest challenge); :class:`UpperError` if refused.
+
+        A refresh keeps the Call-ID of the registration (CSeq grows); after a failure or an
+        unregistration the next REGISTER starts a new one."""
         expires = self.settings.register_interval if expires is None else expires
-        if expires:
-            self.state = LinkState.REGISTERING if self.state is not LinkState.ONLINE else self.state
+        refresh = self.state is LinkState.ONLINE and bool(self._call_id)
+        if expires and not refresh:
+            self.state = LinkState.REGISTERING
         if not self._call_id:
             self._call_id = new_call_id(self.cascade.platform.endpoint.advertised_host)
         flow = await self.flow()
         response = await self._send_register(flow, expires, authorize=self._auth.ready)
         if response.status in (401, 407):
-            header = response.headers.get("WWW-Authenticate") or response.headers.get("Proxy-Authenticate")
-            if not header:
-                raise UpperError(response.status, "challenge without WWW-Authenticate")
-            self._auth.set_challenge(header)
+            # First contact, or our nonce went stale: answer this challenge once.
+            self._challenge(response)
             response = await self._send_register(flow, expires, authorize=True)
+            if response.status in (401, 407):
+                raise UpperError(response.status, f"{response.reason} (credentials refused)")
         if response.status != 200:
             raise UpperError(response.status, response.reason)
         if expires == 0:
             self._call_id = ""
+            self.cascade.platform._count("upper_registrations", "unregistered")
+            log.info("unregistered from upper", extra=self._extra)
             return response
-        was_online = self.state is LinkState.ONLINE
         self.state = LinkState.ONLINE
         self.registered_at = time.time()
         self.last_error = None
-        if not was_online:
-            log.info("registered with upper %s:%d", self.settings.host, self.settings.port, extra=self._extra)
+        self.failures = 0
+        self.cascade.platform._count("upper_registrations", "refreshed" if refresh else "ok")
+        if refresh:
+            log.debug("registration with upper refreshed", extra=self._extra)
+        else:
+            self.online_since = self.registered_at
+            log.info("registered with upper %s:%d over %s", self.settings.host, self.settings.port,
+                     self.settings.transport.upper(), extra=self._extra)
             self.cascade.link_changed(self, online=True, reason="registered")
         return response
+
+    def _challenge(self, response: Response) -> None:
+        header = response.headers.get("WWW-Authenticate") or response.headers.get("Proxy-Authenticate")
+        if not header:
+            raise UpperError(response.status, "challenge without WWW-Authenticate")
+        if not self.settings.password:
+            raise UpperError(response.status, "the upper asks for a password and none is set")
+        try:
+            self._auth.set_challenge(header)
+        except ValueError:
+            raise UpperError(response.status, f"unusable challenge {header[:80]!r}") from None
 
     async def _send_register(self, flow: Flow, expires: int, authorize: bool) -> Response:
         self._cseq += 1
@@ -217,23 +394,21 @@ class UpperLink:
         request = self.cascade.platform.endpoint.build_request(
             "REGISTER", self.upper_uri, from_uri=self.local_uri, to_uri=self.local_uri, flow=flow,
             call_id=self._call_id, from_tag=self._from_tag, cseq=self._cseq, extra=extra)
-        response = await self.cascade.platform.endpoint.request(request, flow, timeout=self._timeout)
+        response = await self.cascade.platform.endpoint.request(request, flow, timeout=self.request_timeout)
         if response.status in (401, 407):
             self._auth_proxy = response.status == 407
         return response
-
-    _auth_proxy = False
-    _timeout = 5.0
-    _sn = 0
 
     def next_sn(self) -> int:
         self._sn += 1
         return self._sn
 
     async def keepalive(self) -> Response:
+        """One ``Notify Keepalive``; unanswered by the time the next is due counts as lost."""
         xml = (f"<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n<SN>{self.next_sn()}</SN>\r\n"
                f"<DeviceID>{self.local_id}</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n")
-        response = await self.send_manscdp(xml)
+        timeout = min(self.request_timeout, max(0.5, float(self.settings.keepalive_interval)))
+        response = await self.send_manscdp(xml, timeout=timeout)
         if response.status == 200:
             self.last_keepalive_at = time.time()
         return response
@@ -252,15 +427,17 @@ class UpperLink:
         body = encode_body(xml, self.settings.charset) if isinstance(xml, str) else xml
         flow = await self.flow()
         request = self.build_request("MESSAGE", flow, body=body, content_type=MANSCDP_TYPE)
-        return await self.cascade.platform.endpoint.request(request, flow, timeout=timeout or self._timeout)
+        return await self.cascade.platform.endpoint.request(request, flow, timeout=timeout or self.request_timeout)
 
     def status(self) -> dict[str, object]:
-        """What the API shows of this link."""
+        """What the API shows of this link (never the password)."""
         s = self.settings
         return {
             "sip_id": s.sip_id, "name": s.name, "domain": s.domain, "host": s.host, "port": s.port,
             "transport": s.transport, "local_id": self.local_id, "enabled": s.enabled,
-            "state": self.state.value, "online": self.online, "registered_at": self.registered_at,
+            "source": self.source, "state": self.state.value, "online": self.online,
+            "registered_at": self.registered_at, "online_since": self.online_since,
             "last_keepalive_at": self.last_keepalive_at, "last_error": self.last_error,
-            "failures": self.failures,
+            "last_error_at": self.last_error_at, "failures": self.failures,
+            "next_attempt_at": self.next_attempt_at,
         }

@@ -57,9 +57,13 @@ class Cascade:
         self.northbound = Northbound(self)
         #: server-side subscriptions of uppers, by CmdType (see :mod:`.subscriptions`)
         self.subscriptions = self.northbound.subscriptions
+        if platform.metrics is not None:
+            platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
+        from .uppers import load_saved
+        await load_saved(self)      # uppers managed through the API override the config's
         self._started = True
         for link in self.links.values():
             link.start()
@@ -116,6 +120,11 @@ class Cascade:
                 listener(link, online, reason)
             except Exception:
                 log.exception("upper listener failed", extra={"device_id": link.upper_id})
+
+    def connection_lost(self, flow: Flow) -> None:
+        """A TCP connection closed: the link that used it registers again."""
+        for link in self.links.values():
+            link.connection_lost(flow)
 
     # -- requests from uppers ---------------------------------------------------------------------
     def link_for(self, request: Request) -> UpperLink | None:

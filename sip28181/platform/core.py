@@ -370,6 +370,7 @@ class Platform:
         """2022 §9.1.1 f: a TCP device whose connection drops is offline."""
         if not self._started:
             return
+        self.cascade.connection_lost(flow)
         wall = time.time()
         events: list[object] = []
         for state in self.registry:

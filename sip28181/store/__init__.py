@@ -1,4 +1,5 @@
-"""Persistence for the device registry, presence history, catalogs, alarms and positions.
+"""Persistence for the device registry, presence history, catalogs, alarms, positions, upper
+platforms and the control log.
 
 :func:`create_store` picks the backend named by ``config.store`` from :data:`STORES`;
 :func:`open_store` also opens it. The server owns the store and closes it at shutdown.
@@ -9,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from .base import (DEVICE_STATUSES, AlarmFilter, AlarmRecord, ChannelRecord, DeviceRecord, DeviceStatus,
-                   MobilePositionRecord, PresenceEvent, PresenceSummary, Store, StoreError)
+from .base import (DEVICE_STATUSES, AlarmFilter, AlarmRecord, ChannelRecord, ControlLogRecord, DeviceRecord,
+                   DeviceStatus, MobilePositionRecord, PresenceEvent, PresenceSummary, Store, StoreError)
 from .memory import MemoryStore
 from .sqlite import SqliteStore
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from ..config import Config
 
 __all__ = [
-    "AlarmFilter", "AlarmRecord", "ChannelRecord", "MobilePositionRecord", "PresenceSummary",
+    "AlarmFilter", "AlarmRecord", "ChannelRecord", "ControlLogRecord", "MobilePositionRecord", "PresenceSummary",
     "DEVICE_STATUSES", "DeviceRecord", "DeviceStatus", "MemoryStore", "PresenceEvent", "STORES",
     "SqliteStore", "Store", "StoreError", "create_store", "open_store",
 ]

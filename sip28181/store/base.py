@@ -19,8 +19,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ..errors import LocalProtocolError, Sip28181Error
 
 __all__ = [
-    "AlarmFilter", "AlarmRecord", "ChannelRecord", "DEVICE_STATUSES", "DeviceRecord", "DeviceStatus",
-    "MobilePositionRecord", "PresenceEvent", "PresenceSummary", "Store", "StoreError", "TRANSPORTS",
+    "AlarmFilter", "AlarmRecord", "ChannelRecord", "ControlLogRecord", "DEVICE_STATUSES", "DeviceRecord",
+    "DeviceStatus", "MobilePositionRecord", "PresenceEvent", "PresenceSummary", "Store", "StoreError", "TRANSPORTS",
 ]
 
 DeviceStatus = Literal["online", "offline"]
@@ -202,6 +202,25 @@ class MobilePositionRecord:
     altitude: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ControlLogRecord:
+    """One control command (PTZ, device control…) and what became of it.
+
+    Kept so that control of a camera can be audited afterwards, local and cascaded alike (the
+    expressway requirements ask that both sides log PTZ operations). ``source`` says who asked
+    (``"local"``, or the upper's SIP ID); ``result`` what happened (``"ok"``, ``"refused"``,
+    ``"error: …"``).
+    """
+
+    at: float
+    source: str
+    device_id: str
+    channel_id: str | None
+    command: str
+    detail: str
+    result: str
+
+
 @runtime_checkable
 class Store(Protocol):
     """Async persistence for the device registry and presence history.
@@ -311,6 +330,36 @@ class Store(Protocol):
         """Positions of one channel/device ID (or all), oldest first, ``since <= at < until``."""
         ...
 
+    # -- upper platforms (cascade) ----------------------------------------------------------------
+
+    async def list_uppers(self) -> list[dict[str, Any]]:
+        """Upper platform settings saved through the API, as saved, ordered by ``sip_id``."""
+        ...
+
+    async def save_upper(self, settings: dict[str, Any]) -> None:
+        """Insert or replace the upper keyed by ``settings["sip_id"]`` (password included).
+
+        ``settings`` must be JSON-able."""
+        ...
+
+    async def delete_upper(self, sip_id: str) -> bool:
+        """Forget a saved upper; ``False`` when it was not saved."""
+        ...
+
+    # -- control log ------------------------------------------------------------------------------
+
+    async def add_control_log(self, records: Sequence[ControlLogRecord]) -> None:
+        """Append control log entries in one transaction."""
+        ...
+
+    async def search_control_log(self, *, device_id: str | None = None, source: str | None = None,
+                                 start: float | None = None, end: float | None = None,
+                                 limit: int = 100, offset: int = 0) -> list[ControlLogRecord]:
+        """Entries with ``start <= at < end``, newest first (equal times: last added first).
+
+        ``device_id`` matches the entry's device or channel ID."""
+        ...
+
 
 async def write_in_order(steps: Sequence[tuple[Callable[[], Awaitable[Any]], Callable[[], None]]]) -> None:
     """Run queued store writes in order, each ``(write, requeue)``, so nothing is lost or doubled.
@@ -339,6 +388,14 @@ def check_paging(offset: int, limit: int | None) -> None:
         raise LocalProtocolError(f"offset must be >= 0, got {offset}")
     if limit is not None and limit < 0:
         raise LocalProtocolError(f"limit must be >= 0 or None, got {limit}")
+
+
+def upper_key(settings: dict[str, Any]) -> str:
+    """The ``sip_id`` of an upper's settings dict, checked: the store's key."""
+    sip_id = settings.get("sip_id") if isinstance(settings, dict) else None
+    if not isinstance(sip_id, str) or not sip_id:
+        raise LocalProtocolError(f"upper settings need a non-empty string sip_id, got {sip_id!r}")
+    return sip_id
 
 
 def check_status(status: str | None) -> None:

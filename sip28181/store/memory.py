@@ -8,11 +8,15 @@ mutating a record they hold. Each method runs without awaiting, hence atomically
 from __future__ import annotations
 
 import bisect
+import copy
+import json
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from .base import (AlarmFilter, AlarmRecord, ChannelRecord, DeviceRecord, MobilePositionRecord,
-                   PresenceEvent, PresenceSummary, StoreError, check_paging, check_status)
+from .base import (AlarmFilter, AlarmRecord, ChannelRecord, ControlLogRecord, DeviceRecord,
+                   MobilePositionRecord, PresenceEvent, PresenceSummary, StoreError, check_paging,
+                   check_status, upper_key)
 
 __all__ = ["MemoryStore"]
 
@@ -28,6 +32,8 @@ class MemoryStore:
         self._channels: dict[tuple[str, str], ChannelRecord] = {}
         self._alarms: list[AlarmRecord] = []        # in insertion order (ids ascending)
         self._positions: list[MobilePositionRecord] = []
+        self._uppers: dict[str, dict[str, Any]] = {}
+        self._control_log: list[ControlLogRecord] = []      # sorted by ``at``, then insertion
 
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._devices)} devices {'open' if self._open else 'closed'}>"
@@ -228,6 +234,45 @@ class MemoryStore:
                if (target_id is None or p.target_id == target_id)
                and (since is None or p.at >= since) and (until is None or p.at < until)]
         return out[:limit]
+
+
+    # -- upper platforms -------------------------------------------------------------------------
+
+    async def list_uppers(self) -> list[dict[str, Any]]:
+        self._check_open()
+        return [copy.deepcopy(self._uppers[k]) for k in sorted(self._uppers)]
+
+    async def save_upper(self, settings: dict[str, Any]) -> None:
+        self._check_open()
+        key = upper_key(settings)
+        # Through JSON, as a database would: refuses what SQLite could not store, tuples → lists.
+        self._uppers[key] = json.loads(json.dumps(settings, ensure_ascii=False))
+
+    async def delete_upper(self, sip_id: str) -> bool:
+        self._check_open()
+        return self._uppers.pop(sip_id, None) is not None
+
+    # -- control log -----------------------------------------------------------------------------
+
+    async def add_control_log(self, records: Sequence[ControlLogRecord]) -> None:
+        self._check_open()
+        for record in records:
+            bisect.insort(self._control_log, record, key=_log_at)
+
+    async def search_control_log(self, *, device_id: str | None = None, source: str | None = None,
+                                 start: float | None = None, end: float | None = None,
+                                 limit: int = 100, offset: int = 0) -> list[ControlLogRecord]:
+        self._check_open()
+        check_paging(offset, limit)
+        found = [r for r in reversed(self._control_log)
+                 if (device_id is None or device_id in (r.device_id, r.channel_id))
+                 and (source is None or r.source == source)
+                 and (start is None or r.at >= start) and (end is None or r.at < end)]
+        return found[offset:offset + limit]
+
+
+def _log_at(record: ControlLogRecord) -> float:
+    return record.at
 
 
 def _pos_at(record: MobilePositionRecord) -> float:

@@ -24,8 +24,9 @@ from typing import Any
 
 import aiosqlite
 
-from .base import (AlarmFilter, AlarmRecord, ChannelRecord, DeviceRecord, MobilePositionRecord,
-                   PresenceEvent, PresenceSummary, StoreError, check_paging, check_status)
+from .base import (AlarmFilter, AlarmRecord, ChannelRecord, ControlLogRecord, DeviceRecord,
+                   MobilePositionRecord, PresenceEvent, PresenceSummary, StoreError, check_paging,
+                   check_status, upper_key)
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
 
@@ -128,6 +129,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX mobile_positions_target_at ON mobile_positions (target_id, at)",
         "CREATE INDEX mobile_positions_at ON mobile_positions (at)",
     ),
+    (
+        """CREATE TABLE uppers (
+            sip_id TEXT PRIMARY KEY,
+            settings TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE control_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            source TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            channel_id TEXT,
+            command TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            result TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX control_log_at ON control_log (at)",
+        "CREATE INDEX control_log_device_at ON control_log (device_id, at)",
+        "CREATE INDEX control_log_channel_at ON control_log (channel_id, at)",
+        "CREATE INDEX control_log_source_at ON control_log (source, at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -168,6 +190,9 @@ _POS_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MobileP
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_LOG_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ControlLogRecord))
 
 
 def _channel_params(record: ChannelRecord, now: float) -> tuple[Any, ...]:
@@ -512,3 +537,48 @@ class SqliteStore:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY at, id LIMIT ?"
         return [MobilePositionRecord(*row) for row in await self._read(sql, [*params, limit])]
+
+    # -- upper platforms -------------------------------------------------------------------------
+
+    async def list_uppers(self) -> list[dict[str, Any]]:
+        rows = await self._read("SELECT settings FROM uppers ORDER BY sip_id")
+        return [json.loads(row[0]) for row in rows]
+
+    async def save_upper(self, settings: dict[str, Any]) -> None:
+        key = upper_key(settings)
+        await self._write([("INSERT INTO uppers (sip_id, settings, updated_at) VALUES (?, ?, ?) "
+                            "ON CONFLICT (sip_id) DO UPDATE SET settings = excluded.settings, "
+                            "updated_at = excluded.updated_at",
+                            (key, _json(settings), time.time()), False)])
+
+    async def delete_upper(self, sip_id: str) -> bool:
+        counts = await self._write([("DELETE FROM uppers WHERE sip_id = ?", (sip_id,), False)])
+        return counts[0] > 0
+
+    # -- control log -----------------------------------------------------------------------------
+
+    async def add_control_log(self, records: Sequence[ControlLogRecord]) -> None:
+        if not records:
+            return
+        await self._write([(f"INSERT INTO control_log ({', '.join(_LOG_COLUMNS)}) "
+                            f"VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})",
+                            [tuple(getattr(r, c) for c in _LOG_COLUMNS) for r in records], True)])
+
+    async def search_control_log(self, *, device_id: str | None = None, source: str | None = None,
+                                 start: float | None = None, end: float | None = None,
+                                 limit: int = 100, offset: int = 0) -> list[ControlLogRecord]:
+        check_paging(offset, limit)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if device_id is not None:
+            clauses.append("(device_id = ? OR channel_id = ?)")
+            params += [device_id, device_id]
+        for clause, value in (("source = ?", source), ("at >= ?", start), ("at < ?", end)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        sql = f"SELECT {', '.join(_LOG_COLUMNS)} FROM control_log"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
+        return [ControlLogRecord(*row) for row in await self._read(sql, [*params, limit, offset])]
