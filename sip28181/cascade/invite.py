@@ -187,7 +187,8 @@ class UpperMedia:
                           tag=call.dialog.local_tag if call is not None and call.dialog else None)
             return
         if request.call_id in self.calls:
-            return          # a retransmission the transaction layer did not absorb: being answered
+            self._respond(request, 491, "INVITE of this call already pending")
+            return
         if self._closing or self.platform.streams is None:
             self._refuse(link, request, 503, "no media service")
             return

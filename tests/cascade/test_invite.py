@@ -32,15 +32,18 @@ MEDIA = dict(media_bind="127.0.0.1", media_host="127.0.0.1", media_linger=0.5,
 
 @contextlib.asynccontextmanager
 async def chain(tmp_path, *, city_transport: str = "udp", options: MediaOptions | None = None,
-                upper_transport: str = "udp", **city_overrides):
+                upper_transport: str = "udp", upper: dict | None = None, province_sees: str = CHANNEL,
+                **city_overrides):
     """Province, city registered to it, a camera registered to the city with its catalog known."""
-    province = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=PASSWORD, **MEDIA))
+    province = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=PASSWORD, catalog_query_delay=0.0,
+                                  **MEDIA))
     await province.start()
     city = camera = None
     try:
-        city = Server(make_config(tmp_path / "c", sip_id=CITY, media_transport=city_transport, upper=({
+        city = Server(make_config(tmp_path / "c", sip_id=CITY, media_transport=city_transport,
+                                  catalog_query_delay=0.0, upper=({
             "sip_id": PROVINCE, "host": "127.0.0.1", "port": province.platform.sip_port,
-            "transport": upper_transport, "password": PASSWORD, "keepalive_interval": 5,
+            "transport": upper_transport, "password": PASSWORD, "keepalive_interval": 5, **(upper or {}),
         },), **{**MEDIA, **city_overrides}))
         await city.start()
         camera = DeviceSimulator(DEVICE, server_id=CITY, server_host="127.0.0.1", server_port=city.sip_port,
@@ -49,6 +52,9 @@ async def chain(tmp_path, *, city_transport: str = "udp", options: MediaOptions 
         await wait_for(lambda: city.platform.cascade.link(PROVINCE).online)
         await wait_for(lambda: (s := province.platform.registry.get(CITY)) is not None and s.status == "online")
         await wait_for(lambda: city.platform.management.catalog.find_channel(CHANNEL) is not None, timeout=10)
+        # the province lists the channel the city shares (plays check a lower's channels like a device's)
+        await wait_for(lambda: province_sees in {c.channel_id for c in province.platform.channels(CITY)},
+                       timeout=10)
         yield province, city, camera
     finally:
         if camera is not None:
@@ -67,13 +73,13 @@ def upper_calls(city: Server):
     return city.platform.cascade.media.list(PROVINCE)
 
 
-@pytest.mark.parametrize("upper_transport, device_transport", [
-    ("udp", "udp"),
-    ("tcp-passive", "tcp-active"),
-    ("tcp-active", "tcp-passive"),
+@pytest.mark.parametrize("upper_transport, device_transport, sip", [
+    ("udp", "udp", "udp"),
+    ("tcp-passive", "tcp-active", "tcp"),
+    ("tcp-active", "tcp-passive", "udp"),
 ])
-async def test_province_plays_the_city_channel_over_http_flv(tmp_path, upper_transport, device_transport):
-    async with chain(tmp_path, city_transport=device_transport) as (province, city, camera), \
+async def test_province_plays_the_city_channel_over_http_flv(tmp_path, upper_transport, device_transport, sip):
+    async with chain(tmp_path, city_transport=device_transport, upper_transport=sip) as (province, city, camera), \
             aiohttp.ClientSession() as http:
         async with http.get(live_url(province, upper_transport)) as resp:
             assert resp.status == 200
@@ -88,6 +94,7 @@ async def test_province_plays_the_city_channel_over_http_flv(tmp_path, upper_tra
             call = calls[0]
             assert call.transport.value == upper_transport and call.state.value == "sending"
             assert call.upper_side_id == CHANNEL and call.device_id == DEVICE
+            assert call.flow.transport == sip.upper()
             # with the province's SSRC (its y=), which the province's stream expects
             pstream = province.platform.streams.list()[0]
             assert pstream.device_id == CITY and pstream.channel_id == CHANNEL
@@ -130,8 +137,9 @@ async def test_two_province_viewers_and_a_city_viewer_share_one_upstream(tmp_pat
             assert len(city.platform.streams) == 1 and city.platform.streams.list()[0].viewers == 2
 
 
-async def test_device_bye_ends_the_province_stream(tmp_path):
-    async with chain(tmp_path) as (province, city, camera), aiohttp.ClientSession() as http:
+@pytest.mark.parametrize("sip", ["udp", "tcp"])
+async def test_device_bye_ends_the_province_stream(tmp_path, sip):
+    async with chain(tmp_path, upper_transport=sip) as (province, city, camera), aiohttp.ClientSession() as http:
         async with http.get(live_url(province)) as resp:
             tags = await read_flv(resp, frames=10)
             call = upper_calls(city)[0]
@@ -163,3 +171,19 @@ async def test_unknown_channel_is_refused_with_404(tmp_path):
         assert "404" in body
         assert camera.media.invites_received == 0 and not upper_calls(city)
         assert len(province.platform.streams) == 0 and len(city.platform.streams) == 0
+
+
+async def test_province_plays_a_channel_by_its_mapped_id(tmp_path):
+    mapped = "4488" + CHANNEL[4:]
+    async with chain(tmp_path, upper={"ids": "map", "id_prefix": "4488"}, province_sees=mapped) as \
+            (province, city, camera), aiohttp.ClientSession() as http:
+        async with http.get(live_url(province, channel=CHANNEL)) as resp:
+            assert resp.status == 404                       # the local ID is not what the province knows
+        assert camera.media.invites_received == 0
+        async with http.get(live_url(province, channel=mapped)) as resp:
+            assert resp.status == 200
+            tags = await read_flv(resp, frames=20)
+            call = upper_calls(city)[0]
+            assert (call.upper_side_id, call.device_id, call.channel_id) == (mapped, DEVICE, CHANNEL)
+            assert camera.media.stream().channel_id == CHANNEL
+        assert decode(tags.data)[1]
