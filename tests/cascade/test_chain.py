@@ -340,7 +340,7 @@ async def test_local_control_wins_and_every_control_is_logged(tmp_path):
         rows = await _wait(city_log)
         by_source = {r["source"]: r for r in rows}
         assert by_source["local"]["result"] == "ok" and by_source["local"]["channel_id"] == channel
-        refused = by_source[f"upper:{province.sip_id}"]
+        refused = by_source[province.sip_id]        # an upper's controls are logged under its ID
         assert refused["result"] == "refused" and refused["channel_id"] == channel
         assert theirs["ptz_cmd"] in refused["detail"]
         # nothing from the province reached the camera
