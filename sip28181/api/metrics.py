@@ -97,6 +97,10 @@ class Metrics:
             "sip28181_rtp_packets_received", "RTP packets received", registry=r)
         self.rtp_packets_lost = Counter(
             "sip28181_rtp_packets_lost", "RTP packets missing from the sequence", registry=r)
+        self.cascade_catalog_messages = Counter(
+            "sip28181_cascade_catalog_messages",
+            "Catalog, device info/status answers and catalog notifications sent to upper platforms, by kind",
+            ["kind"], registry=r)
 
         self.upper_registrations = Counter(
             "sip28181_upper_registrations", "REGISTERs we sent to upper platforms, by outcome",

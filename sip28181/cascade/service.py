@@ -49,6 +49,11 @@ class Cascade:
             if settings.sip_id in self.links:
                 raise ValueError(f"upper {settings.sip_id} configured twice")
             self.links[settings.sip_id] = UpperLink(self, settings)
+        from .northbound import Northbound
+        #: what uppers see: shared catalog, ID mapping, answers, subscriptions, change notifications
+        self.northbound = Northbound(self)
+        #: server-side subscriptions of uppers, by CmdType (see :mod:`.subscriptions`)
+        self.subscriptions = self.northbound.subscriptions
         if platform.metrics is not None:
             platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
 
@@ -62,6 +67,7 @@ class Cascade:
 
     async def stop(self) -> None:
         self._started = False
+        self.northbound.stop()
         for link in list(self.links.values()):
             await link.stop()
 
@@ -163,15 +169,11 @@ class Cascade:
                 log.warning("bad %s from upper: %s", envelope.cmd_type, exc.reason,
                             extra={"device_id": link.upper_id, "call_id": request.call_id})
 
-    # -- what an upper sees (replaced by the shared catalog's own mapping) -----------------------------
+    # -- what an upper sees (the shared catalog's ID mapping, :mod:`.share`) ---------------------------
     def resolve(self, link: UpperLink, upper_side_id: str) -> tuple[str, str] | None:
         """The local (device ID, channel ID) an upper names by ``upper_side_id``, if shared."""
-        catalog = self.platform.management.catalog
-        record = catalog.find_channel(upper_side_id)
-        if record is None:
-            return None
-        return record.device_id, record.channel_id
+        return self.northbound.resolve(link, upper_side_id)
 
     def upper_side_id(self, link: UpperLink, device_id: str, channel_id: str) -> str | None:
         """The ID the upper knows a local channel by; None when it is not shared with it."""
-        return channel_id
+        return self.northbound.upper_side_id(link, device_id, channel_id)

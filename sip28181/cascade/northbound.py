@@ -1,0 +1,281 @@
+"""What we tell an upper platform: catalog, device info and status, and catalog changes (PROTOCOL §11.2–11.3).
+
+:class:`Northbound` keeps, per upper, the :class:`~.share.SharedCatalog` built from the devices
+we know and their catalogs (rebuilt lazily after any catalog or presence change); the cascade's
+``resolve``/``upper_side_id`` read their ID mapping from it.
+
+Queries from the upper (answered 200 by the cascade first, then here):
+
+* ``Catalog``: every node the upper may see (or the subtree of the group, organisation or region
+  it names, 2022 Annex J), ``SumNum`` = all of them, in messages of ``catalog_group`` items, each
+  sent after the previous one's 200 OK (2022 Annex M).
+* ``DeviceInfo``: our platform (name, manufacturer, model, firmware, number of shared channels).
+* ``DeviceStatus``: our platform, or a shared channel (online as its status says); any other ID
+  gets ``Result ERROR``.
+* ``Keepalive``: the cascade answers 200; it is noted as a sign of life.
+
+Catalog changes (device catalogs, channel status events, devices going on- or offline) are diffed
+against what each online upper was last shown and sent as ``Notify Catalog`` with ADD, DEL,
+UPDATE, ON, OFF items: in the dialog of each catalog subscription the upper holds, or, for an
+upper that never subscribed, as a MESSAGE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..errors import Sip28181Error
+from ..manscdp import messages as m
+from ..platform.events import CatalogUpdated, ChannelStatusChanged, DeviceOffline, DeviceOnline, DeviceRegistered
+from .share import LocalDevice, SharedCatalog, build_shared, diff, packets
+from .subscriptions import UpperSubscription, UpperSubscriptions
+
+if TYPE_CHECKING:
+    from ..manscdp.codec import Envelope
+    from ..sip.message import Request
+    from .link import UpperLink
+    from .service import Cascade
+
+log = logging.getLogger("sip28181.cascade")
+
+__all__ = ["Northbound"]
+
+#: changes arriving within this many seconds go up in one notification
+SETTLE = 0.2
+
+
+class Northbound:
+    """The shared catalog of every upper, the answers to its queries, and change notifications."""
+
+    def __init__(self, cascade: "Cascade") -> None:
+        self.cascade = cascade
+        self.platform = cascade.platform
+        self._cache: dict[str, tuple[Any, SharedCatalog]] = {}
+        self._shown: dict[str, SharedCatalog] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pending = False
+        self.subscriptions = UpperSubscriptions(cascade)
+        self.subscriptions.register("Catalog", self._on_catalog_subscribe)
+        handlers = cascade.message_handlers
+        handlers["Catalog"] = self._on_catalog
+        handlers["DeviceInfo"] = self._on_device_info
+        handlers["DeviceStatus"] = self._on_device_status
+        handlers["Keepalive"] = self._on_keepalive
+        self.platform.events.on(self._on_change, CatalogUpdated, ChannelStatusChanged, DeviceOnline,
+                                DeviceOffline, DeviceRegistered)
+        cascade.listeners.append(self._on_link)
+
+    def stop(self) -> None:
+        self.subscriptions.stop()
+
+    # -- the shared catalog -------------------------------------------------------------------------
+    def _devices(self) -> list[LocalDevice]:
+        catalog = self.platform.management.catalog
+        return [LocalDevice(s.device_id, s.name, s.status == "online", catalog.channels(s.device_id),
+                            s.extra.get("manufacturer"), s.extra.get("model"))
+                for s in self.platform.registry]
+
+    def shared(self, link: "UpperLink") -> SharedCatalog:
+        """What ``link``'s upper sees now (cached until something changes)."""
+        cached = self._cache.get(link.upper_id)
+        if cached is not None and cached[0] is link.settings and cached[1].root_id == link.local_id:
+            return cached[1]
+        s = link.settings
+        built = build_shared(self._devices(), s, root_id=link.local_id, root_name=self._name(),
+                             manufacturer="sip28181", model="sip28181", address=self._name())
+        for conflict in built.conflicts:
+            log.error("catalog shared with upper: %s (left out)", conflict, extra={"device_id": link.upper_id})
+        self._cache[link.upper_id] = (s, built)
+        return built
+
+    def _name(self) -> str:
+        return f"sip28181 {self.platform.sip_id}"
+
+    def resolve(self, link: "UpperLink", upper_side_id: str) -> tuple[str, str] | None:
+        return self.shared(link).resolve(upper_side_id)
+
+    def upper_side_id(self, link: "UpperLink", device_id: str, channel_id: str) -> str | None:
+        return self.shared(link).upper_side_id(device_id, channel_id)
+
+    def _lock(self, link: "UpperLink") -> asyncio.Lock:
+        lock = self._locks.get(link.upper_id)
+        if lock is None:
+            lock = self._locks[link.upper_id] = asyncio.Lock()
+        return lock
+
+    # -- queries from the upper ---------------------------------------------------------------------
+    def _extra(self, link: "UpperLink", request: "Request") -> dict[str, Any]:
+        return {"device_id": link.upper_id, "call_id": request.call_id}
+
+    def _on_keepalive(self, link: "UpperLink", envelope: "Envelope", request: "Request") -> None:
+        log.debug("keepalive from upper", extra=self._extra(link, request))
+
+    def _on_catalog(self, link: "UpperLink", envelope: "Envelope", request: "Request") -> None:
+        if envelope.kind != "Query":
+            log.info("ignored %s Catalog from upper", envelope.kind, extra=self._extra(link, request))
+            return
+        shared = self.shared(link)
+        target = envelope.device_id or link.local_id
+        nodes = shared.subtree(target)
+        if nodes is None:
+            log.info("catalog query for %s, which this upper is not shown: empty answer", target,
+                     extra=self._extra(link, request))
+            nodes = []
+        elif target == link.local_id:
+            self._shown[link.upper_id] = shared
+        items = [n.item for n in nodes]
+        sn = envelope.sn or 0
+        messages = [m.CatalogResponse(sn=sn, device_id=target, sum_num=len(items), items=part)
+                    for part in packets(items, link.settings.catalog_group)]
+        log.info("catalog for upper: %d items in %d messages", len(items), len(messages),
+                 extra=self._extra(link, request))
+        self.platform._spawn(self._send_all(link, messages, "catalog answer"), f"catalog to {link.upper_id}")
+
+    async def _send_all(self, link: "UpperLink", messages: list[m.Message], what: str) -> int:
+        """Send one after another's 200 OK (a failure ends the answer); returns how many went."""
+        sent = 0
+        async with self._lock(link):
+            for message in messages:
+                try:
+                    response = await link.send_manscdp(message.to_xml())
+                except (Sip28181Error, OSError) as exc:
+                    log.warning("%s: message %d of %d not answered (%s)", what, sent + 1, len(messages), exc,
+                                extra={"device_id": link.upper_id})
+                    break
+                if response.status >= 300:
+                    log.warning("%s: upper answered %d %s", what, response.status, response.reason,
+                                extra={"device_id": link.upper_id})
+                    break
+                sent += 1
+        self.platform._count("cascade_catalog_messages", what.replace(" ", "_"))
+        return sent
+
+    def _on_device_info(self, link: "UpperLink", envelope: "Envelope", request: "Request") -> None:
+        if envelope.kind != "Query":
+            return
+        shared = self.shared(link)
+        target = envelope.device_id or link.local_id
+        if target == link.local_id:
+            answer: m.Message = m.DeviceInfoResponse(
+                sn=envelope.sn or 0, device_id=target, device_name=link.settings.name or self._name(), result="OK",
+                device_type="Platform", manufacturer="sip28181", model="sip28181", firmware=__version__,
+                max_camera=len(shared.channels), max_alarm=0, channel=len(shared.channels))
+        else:
+            node = shared.node(target)
+            if node is not None and node.kind == "channel":
+                answer = m.DeviceInfoResponse(
+                    sn=envelope.sn or 0, device_id=target, device_name=node.item.name, result="OK",
+                    manufacturer=node.item.manufacturer, model=node.item.model, channel=1)
+            else:
+                answer = m.DeviceInfoResponse(sn=envelope.sn or 0, device_id=target, result="ERROR",
+                                              extra=[m.XmlNode("Reason", "unknown device")])
+        self.platform._spawn(self._send_all(link, [answer], "device info"), f"device info to {link.upper_id}")
+
+    def _on_device_status(self, link: "UpperLink", envelope: "Envelope", request: "Request") -> None:
+        if envelope.kind != "Query":
+            return
+        target = envelope.device_id or link.local_id
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        sn = envelope.sn or 0
+        node = self.shared(link).node(target)
+        if target == link.local_id:
+            answer = m.DeviceStatusResponse(sn=sn, device_id=target, result="OK", online="ONLINE", status="OK",
+                                            encode_status="ON", record="OFF", device_time=now)
+        elif node is not None and node.kind == "channel":
+            online = node.status == "ON"
+            answer = m.DeviceStatusResponse(sn=sn, device_id=target, result="OK",
+                                            online="ONLINE" if online else "OFFLINE",
+                                            status="OK" if online else "ERROR",
+                                            reason=None if online else "offline",
+                                            encode_status="ON" if online else "OFF", record="OFF", device_time=now)
+        else:
+            log.info("device status for %s, which this upper is not shown", target, extra=self._extra(link, request))
+            answer = m.DeviceStatusResponse(sn=sn, device_id=target, result="ERROR", reason="unknown device")
+        self.platform._spawn(self._send_all(link, [answer], "device status"), f"device status to {link.upper_id}")
+
+    # -- subscriptions and changes ------------------------------------------------------------------
+    def _on_catalog_subscribe(self, sub: UpperSubscription) -> None:
+        """A new catalog subscription: from now on changes go in its dialog."""
+        if sub.link.upper_id not in self._shown:
+            self._shown[sub.link.upper_id] = self.shared(sub.link)
+
+    def _on_link(self, link: "UpperLink", online: bool, reason: str) -> None:
+        self._cache.pop(link.upper_id, None)
+        if online:
+            self._shown[link.upper_id] = self.shared(link)
+        else:
+            self._shown.pop(link.upper_id, None)
+
+    def _on_change(self, event: object) -> None:
+        if isinstance(event, DeviceRegistered) and event.refresh:
+            return
+        self._cache.clear()
+        if not self._pending and self._shown:
+            self._pending = True
+            self.platform._spawn(self._notify_later(), "catalog changes to uppers")
+
+    async def _notify_later(self) -> None:
+        try:
+            await asyncio.sleep(SETTLE)
+        finally:
+            self._pending = False
+        for upper_id in list(self._shown):
+            link = self.cascade.links.get(upper_id)
+            if link is None or not link.online:
+                self._shown.pop(upper_id, None)
+                continue
+            await self.notify_changes(link)
+
+    @staticmethod
+    def _notifies(link: "UpperLink", events: list[m.CatalogItem]) -> list[m.Message]:
+        sn = link.next_sn()
+        return [m.CatalogNotify(sn=sn, device_id=link.local_id, sum_num=len(events), items=part)
+                for part in packets(events, link.settings.catalog_group)]
+
+    @staticmethod
+    def _scope(sub: UpperSubscription, old: SharedCatalog | None, new: SharedCatalog,
+               events: list[m.CatalogItem]) -> list[m.CatalogItem]:
+        """The events a subscription to a subtree (a group, organisation or region ID) covers."""
+        target = sub.query.device_id
+        if not target or target == new.root_id:
+            return events
+        inside = {n.upper_id for n in new.subtree(target) or ()}
+        if old is not None:
+            inside |= {n.upper_id for n in old.subtree(target) or ()}
+        return [e for e in events if e.device_id in inside]
+
+    async def notify_changes(self, link: "UpperLink") -> int:
+        """Send ``link``'s upper what changed since it was last shown the catalog; the number of
+        catalog events sent."""
+        old = self._shown.get(link.upper_id)
+        new = self.shared(link)
+        self._shown[link.upper_id] = new
+        events = diff(old, new)
+        if not events:
+            return 0
+        subs = self.subscriptions.active(link, "Catalog")
+        log.info("catalog changes to upper: %s", ", ".join(f"{i.event} {i.device_id}" for i in events[:20]),
+                 extra={"device_id": link.upper_id})
+        if not subs:
+            await self._send_all(link, self._notifies(link, events), "catalog notify")
+            return len(events)
+        for sub in subs:
+            scoped = self._scope(sub, old, new, events)
+            if not scoped:
+                continue
+            async with self._lock(link):
+                for part in self._notifies(link, scoped):
+                    try:
+                        response = await self.subscriptions.notify(sub, part)
+                    except (Sip28181Error, OSError) as exc:
+                        log.warning("catalog NOTIFY not answered: %s", exc,
+                                    extra={"device_id": link.upper_id, "call_id": sub.call_id})
+                        break
+                    if response is None or response.status >= 300:
+                        break
+            self.platform._count("cascade_catalog_messages", "catalog_notify")
+        return len(events)

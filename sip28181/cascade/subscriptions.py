@@ -1,0 +1,258 @@
+"""Subscriptions an upper platform holds with us: the notifier side of SUBSCRIBE/NOTIFY (PROTOCOL §7).
+
+An upper subscribes to our catalog (and to alarms or mobile positions) with a SUBSCRIBE whose body
+is the matching Query; like device firmware we dispatch on the body's CmdType, not the Event
+header. Each CmdType a service can notify is registered with :meth:`UpperSubscriptions.register`;
+anything else is refused with 489 Bad Event.
+
+A new subscription is answered 200 with a To tag, our Contact, the granted ``Expires`` and the
+Event echoed, plus a ``Response`` body with ``Result OK`` (as WVP sends). It then lives in that
+dialog: a SUBSCRIBE inside it refreshes the expiry, ``Expires: 0`` ends it, and when it runs out
+it is ended too; an ended subscription gets a last NOTIFY with ``Subscription-State:
+terminated``. NOTIFYs carry ``Subscription-State: active;expires=<remaining>`` and the Event as
+the upper sent it (``Catalog;id=…`` included). An upper that answers a NOTIFY with 481 has
+forgotten the dialog: the subscription is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import ManscdpError, RemoteProtocolError, Sip28181Error
+from ..manscdp import messages as m
+from ..manscdp.charset import encode_body
+from ..sip.dialog import Dialog, new_tag
+from ..sip.message import Request, Response
+
+if TYPE_CHECKING:
+    from ..transport import Flow
+    from .link import UpperLink
+    from .service import Cascade
+
+log = logging.getLogger("sip28181.cascade")
+
+__all__ = ["UpperSubscription", "UpperSubscriptions"]
+
+MANSCDP_TYPE = "Application/MANSCDP+xml"
+DEFAULT_EXPIRES = 3600
+MAX_EXPIRES = 86400
+
+
+@dataclass(eq=False)
+class UpperSubscription:
+    """One subscription of an upper: its dialog, what it asked for, and until when."""
+
+    link: "UpperLink"
+    cmd_type: str
+    """The body's CmdType as registered (``Catalog``, ``Alarm``, ``MobilePosition``)."""
+    event: str
+    """The Event header as the upper sent it (echoed in every NOTIFY)."""
+    query: m.Message
+    dialog: Dialog
+    expires_at: float
+    """Loop time at which it ends unless refreshed."""
+    notifies: int = 0
+    terminated: bool = False
+    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    @property
+    def call_id(self) -> str:
+        return self.dialog.call_id
+
+    def remaining(self) -> int:
+        return max(0, int(self.expires_at - asyncio.get_running_loop().time()))
+
+
+#: called with the new subscription once its 200 is sent (e.g. to push a first NOTIFY)
+OnSubscribe = Callable[[UpperSubscription], Any]
+
+
+class UpperSubscriptions:
+    """Every upper's subscriptions, by dialog; services notify through :meth:`notify`."""
+
+    def __init__(self, cascade: "Cascade") -> None:
+        self.cascade = cascade
+        self._kinds: dict[str, tuple[str, OnSubscribe | None]] = {}
+        self._subs: dict[tuple[str, str], UpperSubscription] = {}
+        cascade.request_handlers["SUBSCRIBE"] = self.on_subscribe
+
+    def register(self, cmd_type: str, on_subscribe: OnSubscribe | None = None) -> None:
+        """Accept SUBSCRIBEs whose body has this CmdType."""
+        self._kinds[cmd_type.lower()] = (cmd_type, on_subscribe)
+
+    def active(self, link: "UpperLink | str", cmd_type: str) -> list[UpperSubscription]:
+        """The live subscriptions of an upper (a link or its ID) for one CmdType."""
+        upper = link if isinstance(link, str) else link.upper_id
+        low = cmd_type.lower()
+        return [s for s in self._subs.values()
+                if not s.terminated and s.link.upper_id == upper and s.cmd_type.lower() == low]
+
+    def all(self) -> list[UpperSubscription]:
+        return list(self._subs.values())
+
+    # -- requests from the upper ------------------------------------------------------------------
+    def on_subscribe(self, link: "UpperLink", request: Request, flow: "Flow") -> None:
+        respond = self.cascade.platform.endpoint.respond
+        try:
+            response = self._handle(link, request, flow)
+        except RemoteProtocolError as exc:
+            response = Response.for_request(request, exc.status_hint, exc.reason, to_tag=new_tag())
+        respond(response)
+
+    def _handle(self, link: "UpperLink", request: Request, flow: "Flow") -> Response:
+        expires = request.expires
+        to_tag = request.to.tag
+        if to_tag:
+            sub = self._subs.get((request.call_id, to_tag))
+            if sub is None or sub.terminated or sub.link is not link:
+                return Response.for_request(request, 481, "Subscription does not exist")
+            sub.dialog.receive_request(request)
+            return self._refresh(sub, request, DEFAULT_EXPIRES if expires is None else expires)
+        if request.from_.tag is None:
+            raise RemoteProtocolError("SUBSCRIBE without a From tag")
+        if not request.body.strip():
+            raise RemoteProtocolError("SUBSCRIBE without a MANSCDP body")
+        try:
+            query = m.parse(request.body)
+        except ManscdpError as exc:
+            raise RemoteProtocolError(exc.reason, exc.status_hint) from None
+        kind = self._kinds.get(query.cmd_type.lower()) if query.kind is m.Kind.QUERY else None
+        if kind is None:
+            return Response.for_request(request, 489, f"Cannot subscribe to {query.kind.value} {query.cmd_type}",
+                                        to_tag=new_tag())
+        cmd_type, on_subscribe = kind
+        expires = min(DEFAULT_EXPIRES if expires is None else expires, MAX_EXPIRES)
+        endpoint = self.cascade.platform.endpoint
+        tag = new_tag()
+        response = Response.for_request(request, 200, to_tag=tag)
+        contact = (f"<sip:{link.local_id}@{endpoint.advertised_host}:{endpoint.port}"
+                   f"{';transport=tcp' if flow.transport == 'TCP' else ''}>")
+        event = request.headers.get("Event") or cmd_type
+        response.headers.add("Contact", contact)
+        response.headers.add("Expires", expires)
+        response.headers.add("Event", event)
+        ack = m.UnknownMessage(sn=query.sn, device_id=link.local_id, unknown_kind=m.Kind.RESPONSE,
+                               unknown_cmd_type=cmd_type, extra=[m.XmlNode("Result", "OK")])
+        response.body = encode_body(ack.to_xml(), link.settings.charset)
+        response.headers.add("Content-Type", MANSCDP_TYPE)
+        contacts = request.contacts
+        target = str(contacts[0].uri) if contacts and contacts[0].uri is not None else str(request.from_.uri)
+        dialog = Dialog(
+            call_id=request.call_id, local_tag=tag, remote_tag=request.from_.tag,
+            local_uri=str(request.to).split(";tag=")[0], remote_uri=str(request.from_).split(";tag=")[0],
+            remote_target=target, route_set=list(request.headers.get_all("Record-Route")), local_cseq=0,
+            remote_cseq=request.cseq.number, invite_cseq=0, via_transport=flow.transport,
+            via_host=endpoint.advertised_host, via_port=endpoint.port, local_contact=contact, role="uas")
+        loop = asyncio.get_running_loop()
+        sub = UpperSubscription(link, cmd_type, event, query, dialog, loop.time() + expires)
+        log.info("%s subscription from upper for %d s", cmd_type, expires,
+                 extra={"device_id": link.upper_id, "call_id": request.call_id})
+        if expires == 0:        # a fetch: one NOTIFY, terminated
+            sub.terminated = True
+            self._spawn(self._final(sub, "timeout"), sub)
+            return response
+        self._subs[(request.call_id, tag)] = sub
+        self._arm(sub)
+        if on_subscribe is not None:
+            loop.call_soon(self._started, sub, on_subscribe)
+        return response
+
+    def _started(self, sub: UpperSubscription, on_subscribe: OnSubscribe) -> None:
+        try:
+            on_subscribe(sub)
+        except Exception:
+            log.exception("subscription start failed", extra={"device_id": sub.link.upper_id, "call_id": sub.call_id})
+
+    def _refresh(self, sub: UpperSubscription, request: Request, expires: int) -> Response:
+        expires = min(expires, MAX_EXPIRES)
+        response = sub.dialog.response_for(request, 200)
+        response.headers.add("Expires", expires)
+        response.headers.add("Event", sub.event)
+        if expires == 0:
+            log.info("%s subscription ended by the upper", sub.cmd_type,
+                     extra={"device_id": sub.link.upper_id, "call_id": sub.call_id})
+            self._forget(sub)
+            self._spawn(self._final(sub, None), sub)
+            return response
+        sub.expires_at = asyncio.get_running_loop().time() + expires
+        self._arm(sub)
+        log.debug("%s subscription refreshed for %d s", sub.cmd_type, expires,
+                  extra={"device_id": sub.link.upper_id, "call_id": sub.call_id})
+        return response
+
+    # -- lifetime ---------------------------------------------------------------------------------
+    def _arm(self, sub: UpperSubscription) -> None:
+        if sub._timer is not None:
+            sub._timer.cancel()
+        sub._timer = asyncio.get_running_loop().call_at(sub.expires_at, self._expired, sub)
+
+    def _expired(self, sub: UpperSubscription) -> None:
+        sub._timer = None
+        if sub.terminated:
+            return
+        log.info("%s subscription expired", sub.cmd_type, extra={"device_id": sub.link.upper_id, "call_id": sub.call_id})
+        self._forget(sub)
+        self._spawn(self._final(sub, "timeout"), sub)
+
+    def _forget(self, sub: UpperSubscription) -> None:
+        sub.terminated = True
+        if sub._timer is not None:
+            sub._timer.cancel()
+            sub._timer = None
+        self._subs.pop((sub.dialog.call_id, sub.dialog.local_tag), None)
+
+    def _spawn(self, coro: Any, sub: UpperSubscription) -> None:
+        self.cascade.platform._spawn(coro, f"{sub.cmd_type} subscription {sub.link.upper_id}")
+
+    async def terminate(self, sub: UpperSubscription, reason: str | None = "noresource") -> None:
+        """End a subscription from our side (last NOTIFY, terminated)."""
+        if sub.terminated:
+            return
+        self._forget(sub)
+        await self._final(sub, reason)
+
+    async def _final(self, sub: UpperSubscription, reason: str | None) -> None:
+        state = "terminated" + (f";reason={reason}" if reason else "")
+        body: m.Message
+        if sub.cmd_type == "Catalog":
+            body = m.CatalogNotify(sn=sub.link.next_sn(), device_id=sub.link.local_id, sum_num=0)
+        else:
+            body = m.UnknownMessage(sn=sub.link.next_sn(), device_id=sub.link.local_id, unknown_kind=m.Kind.NOTIFY,
+                                    unknown_cmd_type=sub.cmd_type)
+        try:
+            await self._send(sub, body, state)
+        except (Sip28181Error, OSError) as exc:
+            log.info("final NOTIFY not answered: %s", exc, extra={"device_id": sub.link.upper_id, "call_id": sub.call_id})
+
+    def stop(self) -> None:
+        """Forget every subscription without a word (the platform is stopping)."""
+        for sub in list(self._subs.values()):
+            self._forget(sub)
+
+    def drop(self, link: "UpperLink") -> None:
+        for sub in [s for s in self._subs.values() if s.link is link]:
+            self._forget(sub)
+
+    # -- notifying --------------------------------------------------------------------------------
+    async def notify(self, sub: UpperSubscription, message: m.Message | str) -> Response | None:
+        """A NOTIFY in the subscription's dialog; None when it has ended meanwhile. A 481 ends it."""
+        if sub.terminated:
+            return None
+        response = await self._send(sub, message, f"active;expires={sub.remaining()}")
+        if response.status == 481:
+            log.info("upper forgot the %s subscription", sub.cmd_type,
+                     extra={"device_id": sub.link.upper_id, "call_id": sub.call_id})
+            self._forget(sub)
+        return response
+
+    async def _send(self, sub: UpperSubscription, message: m.Message | str, state: str) -> Response:
+        xml = message if isinstance(message, str) else message.to_xml()
+        body = encode_body(xml, sub.link.settings.charset)
+        request = sub.dialog.create_request("NOTIFY", body, MANSCDP_TYPE,
+                                            headers=[("Event", sub.event), ("Subscription-State", state)])
+        sub.notifies += 1
+        flow = await sub.link.flow()
+        return await self.cascade.platform.endpoint.request(request, flow, timeout=sub.link.request_timeout)
