@@ -252,7 +252,7 @@ class UpperLink:
         s = self.settings
         loop = asyncio.get_running_loop()
         refresh_at = loop.time() + self._refresh_after()
-        next_keepalive = loop.time()
+        next_keepalive = loop.time() + s.keepalive_interval     # the REGISTER just proved it alive
         failures = 0
         while True:
             if self._lost:

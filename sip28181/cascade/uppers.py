@@ -73,7 +73,10 @@ async def create_upper(cascade: "Cascade", raw: Mapping[str, Any]) -> UpperLink:
         raise UpperExists(f"upper {settings.sip_id} already exists")
     if cascade.platform.store is not None:
         await cascade.platform.store.save_upper(settings.to_dict())
-    link = await cascade.add(settings)
+    try:
+        link = await cascade.add(settings)
+    except ValueError:                  # the same upper created by a concurrent request
+        raise UpperExists(f"upper {settings.sip_id} already exists") from None
     link.source = "api"
     log.info("upper added through the API", extra={"device_id": settings.sip_id, "call_id": ""})
     return link

@@ -150,3 +150,17 @@ async def test_without_a_database_the_api_still_manages_uppers(tmp_path, store):
             assert status == 201
             await wait_for(lambda: city.platform.cascade.link(PROVINCE).online)
             assert [u["sip_id"] for u in await city.platform.store.list_uppers()] == [PROVINCE]
+
+
+async def test_a_broken_saved_upper_is_skipped_at_start(tmp_path, caplog):
+    from sip28181.store import SqliteStore
+    config = make_config(tmp_path / "c", sip_id=CITY, upper=({"sip_id": PROVINCE, "host": "127.0.0.1",
+                                                             "enabled": False},))
+    async with SqliteStore(config.db_path) as store:
+        await store.save_upper({"sip_id": MINISTRY, "host": "127.0.0.1", "port": "not a port"})
+        await store.save_upper({"sip_id": "45000000002000000001", "host": "127.0.0.1", "enabled": False})
+    async with running(config) as (city, api):
+        status, listed = await api.get("/uppers")
+        assert [(u["sip_id"], u["source"]) for u in listed] == [
+            (PROVINCE, "config"), ("45000000002000000001", "api")]
+    assert any("saved upper ignored" in r.message and MINISTRY in r.getMessage() for r in caplog.records)
