@@ -74,6 +74,7 @@ class UpperOut(BaseModel):
     source: Literal["config", "api"] = Field(description="where the settings come from")
     state: Literal["disabled", "registering", "online", "retrying", "stopped"]
     online: bool
+    expires: int | None = Field(None, description="registration length the upper granted, seconds")
     registered_at: str | None = Field(None, description="last successful REGISTER, first or refresh (ISO 8601)")
     online_since: str | None = None
     last_keepalive_at: str | None = None

@@ -45,9 +45,9 @@ __all__ = ["Forwarder", "LOCAL_COMMANDS", "control_command", "has_response", "sp
 T = TypeVar("T")
 
 #: ``Platform.ptz``/``device_control`` command -> the element it sends (the control log's names).
-LOCAL_COMMANDS = {"ptz": "PTZCmd", "tele_boot": "TeleBoot", "record": "RecordCmd", "guard": "GuardCmd", "reset_alarm": "AlarmCmd",
-                  "iframe": "IFameCmd", "drag_zoom": "DragZoom", "home_position": "HomePosition",
-                  "config": "DeviceConfig"}
+LOCAL_COMMANDS = {"ptz": "PTZCmd", "tele_boot": "TeleBoot", "record": "RecordCmd", "guard": "GuardCmd",
+                  "reset_alarm": "AlarmCmd", "iframe": "IFameCmd", "drag_zoom": "DragZoom",
+                  "home_position": "HomePosition", "config": "DeviceConfig"}
 
 #: DeviceControl fields -> element names, in the order a command is named by.
 _CONTROL_FIELDS = (("ptz_cmd", "PTZCmd"), ("tele_boot", "TeleBoot"), ("record_cmd", "RecordCmd"),
@@ -128,7 +128,8 @@ class Forwarder:
         ``call`` sending it): it holds its target against the uppers' controls, and it is logged
         with its outcome."""
         self.arbiter.local(device_id, channel_id, self._now())
-        detail = " ".join(f"{k}={v.value if isinstance(v, enum.Enum) else v}" for k, v in params.items() if v is not None)
+        detail = " ".join(f"{k}={v.value if isinstance(v, enum.Enum) else v}"
+                          for k, v in params.items() if v is not None)
         command = LOCAL_COMMANDS.get(command, command)
         try:
             result = await call

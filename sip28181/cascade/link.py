@@ -82,6 +82,20 @@ def _result_of(exc: BaseException) -> str:
     return "unreachable"
 
 
+def _granted(response: Response, asked: int) -> int:
+    """The ``Expires`` of a 200 to our REGISTER (header, else the Contact's parameter), else ``asked``."""
+    value = response.headers.get("Expires")
+    if value is None:
+        contact = response.headers.get("Contact") or ""
+        _, _, rest = contact.lower().partition("expires=")
+        value = rest.split(";", 1)[0].split(",", 1)[0].strip() or None
+    try:
+        granted = int(str(value).strip()) if value is not None else asked
+    except ValueError:
+        return asked
+    return granted if 0 < granted <= asked else asked
+
+
 class UpperLink:
     """Our registration with one upper, and the way requests to it are sent."""
 
@@ -105,6 +119,8 @@ class UpperLink:
         self.last_error_at: float | None = None
         self.failures = 0
         """Failed registrations since the last success (drives the backoff)."""
+        self.expires: int | None = None
+        """Registration length the upper granted (its ``Expires``), seconds."""
         self.next_attempt_at: float | None = None
         """Wall time of the next registration attempt while ``retrying``."""
         self._auth = DigestClient(settings.username or self.local_id, settings.password or "")
@@ -245,7 +261,8 @@ class UpperLink:
                 delay = backoff_delay(self.failures, s.retry_interval, s.retry_max, random.random())
 
     def _refresh_after(self) -> float:
-        return max(1.0, self.settings.register_interval * 0.8)
+        """Refresh at 80 % of what the upper granted (it may grant less than we asked)."""
+        return max(1.0, (self.expires or self.settings.register_interval) * 0.8)
 
     async def _keep(self) -> str:
         """Keepalives and refreshes until the upper is found dead; returns why."""
@@ -360,6 +377,7 @@ class UpperLink:
             self.cascade.platform._count("upper_registrations", "unregistered")
             log.info("unregistered from upper", extra=self._extra)
             return response
+        self.expires = _granted(response, expires)
         self.state = LinkState.ONLINE
         self.registered_at = time.time()
         self.last_error = None
@@ -436,7 +454,7 @@ class UpperLink:
             "sip_id": s.sip_id, "name": s.name, "domain": s.domain, "host": s.host, "port": s.port,
             "transport": s.transport, "local_id": self.local_id, "enabled": s.enabled,
             "source": self.source, "state": self.state.value, "online": self.online,
-            "registered_at": self.registered_at, "online_since": self.online_since,
+            "expires": self.expires, "registered_at": self.registered_at, "online_since": self.online_since,
             "last_keepalive_at": self.last_keepalive_at, "last_error": self.last_error,
             "last_error_at": self.last_error_at, "failures": self.failures,
             "next_attempt_at": self.next_attempt_at,

@@ -49,8 +49,6 @@ class Cascade:
             if settings.sip_id in self.links:
                 raise ValueError(f"upper {settings.sip_id} configured twice")
             self.links[settings.sip_id] = UpperLink(self, settings)
-        if platform.metrics is not None:
-            platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
         from .northbound import Northbound
         #: what uppers see: shared catalog, ID mapping, answers, subscriptions, change notifications
         self.northbound = Northbound(self)
@@ -65,6 +63,8 @@ class Cascade:
         from .invite import UpperMedia
         #: INVITE/BYE/CANCEL/INFO from uppers: video of shared channels sent up as PS/RTP
         self.media = UpperMedia(self)
+        if platform.metrics is not None:
+            platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:

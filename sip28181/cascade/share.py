@@ -295,6 +295,7 @@ def build_shared(devices: Iterable[LocalDevice], settings: UpperSettings, *, roo
     edition = settings.tree
     # per shared org node: (device, record); per channel: (device, record | None for a device)
     org: dict[str, tuple[LocalDevice, ChannelRecord]] = {}
+    orgs_by_device: dict[str, dict[str, ChannelRecord]] = {}
     chans: list[tuple[LocalDevice, ChannelRecord | None, list[str]]] = []
     for device in sorted(devices, key=lambda d: d.device_id):
         if device.device_id in (settings.sip_id, root_id):
@@ -308,7 +309,7 @@ def build_shared(devices: Iterable[LocalDevice], settings: UpperSettings, *, roo
             if whole and device.device_id[10:13] != "200":
                 chans.append((device, None, []))
             continue
-        orgs = {cid: c for cid, c in records.items() if c.kind in ORG_KINDS}
+        orgs = orgs_by_device[device.device_id] = {cid: c for cid, c in records.items() if c.kind in ORG_KINDS}
         for rec in video:
             if not whole and rec.channel_id not in listed:
                 continue
@@ -340,8 +341,7 @@ def build_shared(devices: Iterable[LocalDevice], settings: UpperSettings, *, roo
     org_nodes: list[tuple[str, ChannelRecord, LocalDevice, list[str], str | None]] = []
     for pid, upper in org_upper.items():
         device, rec = org[pid]
-        orgs_of = {c.channel_id: c for c in device.channels if c.kind in ORG_KINDS}
-        parents = [org_upper[p] for p in _local_parents(rec, orgs_of) if p in org_upper]
+        parents = [org_upper[p] for p in _local_parents(rec, orgs_by_device[device.device_id]) if p in org_upper]
         group = org_upper.get(rec.business_group_id or "")
         if rec.kind == "business_group":
             parents = [root_id] if settings.platform_node else []
@@ -434,9 +434,11 @@ def _channel_item(upper: str, device: LocalDevice, rec: ChannelRecord | None, pa
 
 # -- changes and packets ------------------------------------------------------------------------------
 
-def _fingerprint(node: SharedNode) -> str:
-    item = dataclasses.replace(node.item, status=None)
-    return m.CatalogResponse(items=[item]).to_xml()
+def _same_fields(a: SharedNode, b: SharedNode) -> bool:
+    """Equal items apart from their status."""
+    if a.item.status == b.item.status:
+        return a.item == b.item
+    return a.item == dataclasses.replace(b.item, status=a.item.status)
 
 
 def diff(old: SharedCatalog | None, new: SharedCatalog) -> list[m.CatalogItem]:
@@ -449,7 +451,7 @@ def diff(old: SharedCatalog | None, new: SharedCatalog) -> list[m.CatalogItem]:
         prev = before.pop(node.upper_id, None)
         if prev is None:
             events.append(dataclasses.replace(node.item, event="ADD"))
-        elif _fingerprint(prev) != _fingerprint(node):
+        elif not _same_fields(prev, node):
             events.append(dataclasses.replace(node.item, event="UPDATE"))
         elif prev.status != node.status or prev.fault != node.fault:
             event = node.fault if node.status == "OFF" and node.fault else node.status

@@ -37,7 +37,8 @@ async def city_chain(tmp_path, *, upper: dict | None = None, city: dict | None =
                      channels: int = 2, management: dict | None = None):
     """Province <- city <- simulated NVR: yields once the city's catalog has the device's channels
     and the city is registered with the province."""
-    province_server = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=UPPER_PASSWORD, **(province or {})))
+    province_server = Server(make_config(tmp_path / "p", sip_id=PROVINCE, password=UPPER_PASSWORD,
+                                         **(province or {})))
     await province_server.start()
     try:
         settings = {"sip_id": PROVINCE, "host": "127.0.0.1", "port": province_server.platform.sip_port,
@@ -54,7 +55,8 @@ async def city_chain(tmp_path, *, upper: dict | None = None, city: dict | None =
                 await wait_for(lambda: {c.channel_id for c in city_server.platform.management.catalog.channels(DEVICE)}
                                >= set(ids))
                 await wait_for(lambda: city_server.platform.cascade.link(PROVINCE).online)
-                await wait_for(lambda: (s := province_server.platform.registry.get(CITY)) is not None and s.status == "online")
+                registry = province_server.platform.registry
+                await wait_for(lambda: (s := registry.get(CITY)) is not None and s.status == "online")
                 async with aiohttp.ClientSession() as session:
                     yield Chain(province_server, city_server, device,
                                 Api(session, f"http://127.0.0.1:{province_server.http_port}"),

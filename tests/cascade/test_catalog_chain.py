@@ -64,9 +64,9 @@ def walk(nodes, depth=0, out=None):
     return out
 
 
-@pytest.mark.parametrize("tree", ["2016", "2022"])
-async def test_province_lists_the_camera_with_the_tree(tmp_path, tree):
-    async with chain(tmp_path, tree=tree, catalog_group=2) as (province, city, sim, api):
+@pytest.mark.parametrize("tree, transport", [("2016", "udp"), ("2022", "tcp")])
+async def test_province_lists_the_camera_with_the_tree(tmp_path, tree, transport):
+    async with chain(tmp_path, tree=tree, catalog_group=2, transport=transport) as (province, city, sim, api):
         cams = sim.management.channel_ids
         vos = [cid for cid in sim.management.catalog if cid[10:13] == "216"]
         group = next(cid for cid in sim.management.catalog if cid[10:13] == "215")
@@ -76,6 +76,7 @@ async def test_province_lists_the_camera_with_the_tree(tmp_path, tree):
             listed = await channels_at(api, CITY)
             return listed if set(cams) <= set(listed) else None
         listed = await wait_for(complete, timeout=10)
+        assert province.platform.registry.get(CITY).transport.lower() == transport
         assert listed[CITY]["kind"] == "system"
         assert listed[group]["kind"] == "business_group" and {listed[v]["kind"] for v in vos} == {"virtual_org"}
         for i, cid in enumerate(cams):
@@ -130,13 +131,14 @@ async def test_mapped_ids_resolve_both_ways(tmp_path):
         assert cascade.resolve(link, CITY) is None
 
 
-@pytest.mark.parametrize("subscribe", [True, False])
-async def test_catalog_changes_reach_the_province(tmp_path, subscribe):
+@pytest.mark.parametrize("subscribe, transport", [(True, "udp"), (True, "tcp"), (False, "udp")])
+async def test_catalog_changes_reach_the_province(tmp_path, subscribe, transport):
     province_kw = {"catalog_subscribe": subscribe}
-    async with chain(tmp_path, province_kw=province_kw) as (province, city, sim, api):
+    async with chain(tmp_path, province_kw=province_kw, transport=transport) as (province, city, sim, api):
         cams = sim.management.channel_ids
         catalog = province.platform.management.catalog
         await wait_for(lambda: all(catalog.channel(CITY, c) is not None for c in cams), timeout=10)
+        assert province.platform.registry.get(CITY).transport.lower() == transport
         subs = city.platform.cascade.subscriptions
         if subscribe:
             sub = await wait_for(lambda: subs.active(PROVINCE, "Catalog"))

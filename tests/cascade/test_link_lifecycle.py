@@ -180,3 +180,13 @@ async def test_unreachable_upper_is_retried(tmp_path, transport):
             await wait_for(lambda: link.online, timeout=10)
             assert province.platform.registry.get(CITY).registered
             assert link.failures == 0
+
+
+async def test_the_granted_expires_sets_the_refresh(tmp_path):
+    # the province grants at most 120 s although the city asks for an hour
+    async with running(province_config(tmp_path, register_expires_max=120, register_expires_default=120)) as province:
+        async with running(city_config(tmp_path, province.platform.sip_port, register_interval=3600)) as city:
+            link = city.platform.cascade.link(PROVINCE)
+            await wait_for(lambda: link.online)
+            assert link.expires == 120 and link._refresh_after() == pytest.approx(96.0)
+            assert province.platform.registry.get(CITY).expires == 120
