@@ -30,6 +30,7 @@ TOML layout (see ``examples/sip28181.toml``)::
     [media]     host bind port_min port_max single_port transport linger no_media_timeout
                 invite_timeout gop_cache viewer_queue
     [hls]       segment_seconds list_size idle_timeout
+    [cascade]   local_control_hold
     [devices."<20-digit ID>"]  password name transport (a channel ID too: transport only)
     [[upper]]   sip_id domain host port transport password register_interval keepalive_interval
                 share ids id_prefix id_map tree ... (cascade: see sip28181.cascade.settings)
@@ -361,6 +362,8 @@ OPTIONS: tuple[Option, ...] = (
            "segments listed in a live HLS playlist (older ones are deleted)"),
     Option("hls_idle_timeout", ("hls", "idle_timeout"), _Float(0.0, exclusive=True),
            "seconds without an HLS request after which the HLS output stops"),
+    Option("cascade_local_control_hold", ("cascade", "local_control_hold"), _Float(0.0),
+           "seconds a local PTZ/device control holds its channel against upper platforms' controls"),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -518,6 +521,9 @@ class Config:
     """Seconds without a playlist or segment request after which the HLS output stops."""
 
     # Cascade
+    cascade_local_control_hold: float = 30.0
+    """Seconds a local PTZ or device control holds its channel: the uppers' controls on it are
+    refused meanwhile (local control takes priority)."""
     upper: tuple["UpperSettings", ...] = ()
     """Upper platforms we register to (cascade), from TOML ``[[upper]]`` tables; see
     :class:`~sip28181.cascade.settings.UpperSettings` for their keys."""

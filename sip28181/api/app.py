@@ -20,11 +20,11 @@ DESCRIPTION = ("GB/T 28181 platform API. Authenticate with `Authorization: Beare
 
 
 def build_router(metrics: Metrics | None = None) -> ApiRouter:
-    from . import alarms, cascade, channels, control, events, stats
+    from . import alarms, cascade, channels, control, controllog, events, stats
 
     api = ApiRouter(prefix="/api/v1", title="sip28181", version=__version__, description=DESCRIPTION)
     register_routes(api)
-    for module in (channels, control, alarms, events, stats, cascade):
+    for module in (channels, control, controllog, alarms, events, stats, cascade):
         module.register_routes(api)
     register_media_routes(api)
     register_output_routes(api)

@@ -105,10 +105,16 @@ class Metrics:
             "sip28181_rtp_packets_received", "RTP packets received", registry=r)
         self.rtp_packets_lost = Counter(
             "sip28181_rtp_packets_lost", "RTP packets missing from the sequence", registry=r)
-        self.cascade_catalog_messages = Counter(
-            "sip28181_cascade_catalog_messages",
-            "Catalog, device info/status answers and catalog notifications sent to upper platforms, by kind",
-            ["kind"], registry=r)
+        self.controls = Counter(
+            "sip28181_controls", "PTZ and device controls, local or from an upper, by outcome",
+            ["source", "result"], registry=r)
+        """``source``: local, upper; ``result``: ok, refused, failed (as in the control log)."""
+        self.upper_requests = Counter(
+            "sip28181_upper_requests", "Queries and controls from upper platforms forwarded to devices",
+            ["cmd_type"], registry=r)
+        self.upper_alarms = Counter(
+            "sip28181_upper_alarms", "Alarms sent to upper platforms, by outcome", ["result"], registry=r)
+        """``result``: sent (200), refused (another final status), failed (no answer)."""
 
         self.upper_registrations = Counter(
             "sip28181_upper_registrations", "REGISTERs we sent to upper platforms, by outcome",
@@ -116,6 +122,10 @@ class Metrics:
         """``result``: see :data:`sip28181.cascade.link.UPPER_REGISTRATION_RESULTS`."""
         self.uppers_online = Gauge(
             "sip28181_uppers_online", "Upper platforms we are registered with", registry=r)
+        self.cascade_catalog_messages = Counter(
+            "sip28181_cascade_catalog_messages",
+            "Catalog, device info/status answers and catalog notifications sent to upper platforms, by kind",
+            ["kind"], registry=r)
 
         # Known label values exist from the start, so that rate() sees the first increment.
         for result in REGISTRATION_RESULTS:

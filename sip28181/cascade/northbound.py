@@ -54,7 +54,7 @@ class Northbound:
     def __init__(self, cascade: "Cascade") -> None:
         self.cascade = cascade
         self.platform = cascade.platform
-        self._cache: dict[str, SharedCatalog] = {}
+        self._cache: dict[str, tuple[Any, SharedCatalog]] = {}
         self._shown: dict[str, SharedCatalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending = False
@@ -82,14 +82,14 @@ class Northbound:
     def shared(self, link: "UpperLink") -> SharedCatalog:
         """What ``link``'s upper sees now (cached until something changes)."""
         cached = self._cache.get(link.upper_id)
-        if cached is not None and cached.root_id == link.local_id:
-            return cached
+        if cached is not None and cached[0] is link.settings and cached[1].root_id == link.local_id:
+            return cached[1]
         s = link.settings
         built = build_shared(self._devices(), s, root_id=link.local_id, root_name=self._name(),
                              manufacturer="sip28181", model="sip28181", address=self._name())
         for conflict in built.conflicts:
             log.error("catalog shared with upper: %s (left out)", conflict, extra={"device_id": link.upper_id})
-        self._cache[link.upper_id] = built
+        self._cache[link.upper_id] = (s, built)
         return built
 
     def _name(self) -> str:
@@ -230,6 +230,24 @@ class Northbound:
                 continue
             await self.notify_changes(link)
 
+    @staticmethod
+    def _notifies(link: "UpperLink", events: list[m.CatalogItem]) -> list[m.Message]:
+        sn = link.next_sn()
+        return [m.CatalogNotify(sn=sn, device_id=link.local_id, sum_num=len(events), items=part)
+                for part in packets(events, link.settings.catalog_group)]
+
+    @staticmethod
+    def _scope(sub: UpperSubscription, old: SharedCatalog | None, new: SharedCatalog,
+               events: list[m.CatalogItem]) -> list[m.CatalogItem]:
+        """The events a subscription to a subtree (a group, organisation or region ID) covers."""
+        target = sub.query.device_id
+        if not target or target == new.root_id:
+            return events
+        inside = {n.upper_id for n in new.subtree(target) or ()}
+        if old is not None:
+            inside |= {n.upper_id for n in old.subtree(target) or ()}
+        return [e for e in events if e.device_id in inside]
+
     async def notify_changes(self, link: "UpperLink") -> int:
         """Send ``link``'s upper what changed since it was last shown the catalog; the number of
         catalog events sent."""
@@ -240,16 +258,17 @@ class Northbound:
         if not events:
             return 0
         subs = self.subscriptions.active(link, "Catalog")
-        parts = [m.CatalogNotify(sn=link.next_sn(), device_id=link.local_id, sum_num=len(events), items=part)
-                 for part in packets(events, link.settings.catalog_group)]
         log.info("catalog changes to upper: %s", ", ".join(f"{i.event} {i.device_id}" for i in events[:20]),
                  extra={"device_id": link.upper_id})
         if not subs:
-            await self._send_all(link, list(parts), "catalog notify")
+            await self._send_all(link, self._notifies(link, events), "catalog notify")
             return len(events)
         for sub in subs:
+            scoped = self._scope(sub, old, new, events)
+            if not scoped:
+                continue
             async with self._lock(link):
-                for part in parts:
+                for part in self._notifies(link, scoped):
                     try:
                         response = await self.subscriptions.notify(sub, part)
                     except (Sip28181Error, OSError) as exc:
@@ -258,4 +277,5 @@ class Northbound:
                         break
                     if response is None or response.status >= 300:
                         break
+            self.platform._count("cascade_catalog_messages", "catalog_notify")
         return len(events)

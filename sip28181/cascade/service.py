@@ -57,6 +57,12 @@ class Cascade:
         self.northbound = Northbound(self)
         #: server-side subscriptions of uppers, by CmdType (see :mod:`.subscriptions`)
         self.subscriptions = self.northbound.subscriptions
+        from .alarms import AlarmForwarder
+        from .forward import Forwarder
+        #: the upper's queries and controls sent down; local priority and the control log
+        self.forward = Forwarder(self)
+        #: our devices' alarms sent up
+        self.alarms = AlarmForwarder(self)
         if platform.metrics is not None:
             platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
 

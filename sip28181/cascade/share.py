@@ -141,6 +141,8 @@ class SharedNode:
     """Upper-side parent IDs in the shared tree (empty for roots)."""
     item: m.CatalogItem
     status: str = "ON"
+    fault: str | None = None
+    """``VLOST`` or ``DEFECT`` when the channel's last catalog event said so."""
 
 
 @dataclass(slots=True)
@@ -388,8 +390,9 @@ def build_shared(devices: Iterable[LocalDevice], settings: UpperSettings, *, roo
     for upper, device, rec, parents, group in chan_nodes:
         status = "ON" if device.online and (rec is None or rec.status == "ON") else "OFF"
         item = _channel_item(upper, device, rec, parents, group, civil, edition, status)
+        fault = rec.fault if rec is not None and device.online else None
         b.add(SharedNode(upper, "channel", device.device_id, rec.channel_id if rec else device.device_id,
-                         tuple(parents), item, status))
+                         tuple(parents), item, status, fault))
     return b.out
 
 
@@ -438,7 +441,8 @@ def _fingerprint(node: SharedNode) -> str:
 
 def diff(old: SharedCatalog | None, new: SharedCatalog) -> list[m.CatalogItem]:
     """Catalog events that turn what the upper was shown (``old``) into ``new``: ``ADD`` and
-    ``UPDATE`` with every field, ``DEL``, and ``ON``/``OFF`` for a status change alone."""
+    ``UPDATE`` with every field, ``DEL``, and ``ON``/``OFF`` (``VLOST``/``DEFECT`` when the
+    device reported that) for a status change alone."""
     before = {n.upper_id: n for n in old.nodes} if old is not None else {}
     events: list[m.CatalogItem] = []
     for node in new.nodes:
@@ -447,8 +451,9 @@ def diff(old: SharedCatalog | None, new: SharedCatalog) -> list[m.CatalogItem]:
             events.append(dataclasses.replace(node.item, event="ADD"))
         elif _fingerprint(prev) != _fingerprint(node):
             events.append(dataclasses.replace(node.item, event="UPDATE"))
-        elif prev.status != node.status:
-            events.append(m.CatalogItem(device_id=node.upper_id, event=node.status))
+        elif prev.status != node.status or prev.fault != node.fault:
+            event = node.fault if node.status == "OFF" and node.fault else node.status
+            events.append(m.CatalogItem(device_id=node.upper_id, event=event))
     for gone in before:
         events.append(m.CatalogItem(device_id=gone, event="DEL"))
     return events

@@ -255,4 +255,4 @@ class UpperSubscriptions:
                                             headers=[("Event", sub.event), ("Subscription-State", state)])
         sub.notifies += 1
         flow = await sub.link.flow()
-        return await self.cascade.platform.endpoint.request(request, flow, timeout=sub.link._timeout)
+        return await self.cascade.platform.endpoint.request(request, flow, timeout=sub.link.request_timeout)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import LocalProtocolError, Sip28181Error
 from ..store.base import AlarmFilter, AlarmRecord, MobilePositionRecord, write_in_order
@@ -98,6 +98,9 @@ class Alarms:
         self.respond: bool = platform.config.alarm_respond
         self._alarms: list[AlarmRecord] = []
         self._positions: list[MobilePositionRecord] = []
+        #: Called with (device_id, the AlarmNotify as received, its record) for each alarm (the
+        #: cascade forwards the message itself, unchanged but for the IDs).
+        self.listeners: list[Callable[[str, Any, AlarmRecord], None]] = []
 
     def on_alarm(self, device_id: str, message: Any, *, acknowledge: bool) -> AlarmRecord:
         now = time.time()
@@ -108,6 +111,8 @@ class Alarms:
                  extra={"device_id": device_id})
         self.platform._count("alarms", str(record.method or 0))
         self.platform.events.publish(AlarmReceived(device_id, record, now))
+        for listener in self.listeners:
+            listener(device_id, message, record)
         if acknowledge and self.respond:
             self.platform._spawn(self._acknowledge(device_id, message), f"alarm response {device_id}")
         return record

@@ -174,6 +174,7 @@ class Platform:
             # a write that fails is retried at the next flush; see write_in_order for cancellation
             await write_in_order(steps)
             await self.management.flush()
+            await self.cascade.forward.log.flush()
 
     @staticmethod
     def _record(s: DeviceState) -> DeviceRecord:
@@ -431,9 +432,12 @@ class Platform:
         return await self.management.config_download(device_id, config_types, **kw)
 
     async def ptz(self, device_id: str, channel_id: str | None, action, speed: int | None = None, **params):
-        return await self.management.control.ptz(device_id, channel_id, action, speed, **params)
+        sent = self.management.control.ptz(device_id, channel_id, action, speed, **params)
+        return await self.cascade.forward.local(device_id, channel_id, "ptz", dict(params, action=action, speed=speed),
+                                                sent)
 
     async def device_control(self, device_id: str, command: str, channel_id: str | None = None, **params):
         """``command``: tele_boot, record, guard, reset_alarm, iframe, drag_zoom, home_position, config
         (the methods of :class:`~.control.Control`)."""
-        return await self.management.device_control(device_id, command, channel_id, **params)
+        sent = self.management.device_control(device_id, command, channel_id, **params)
+        return await self.cascade.forward.local(device_id, channel_id, command, params, sent)

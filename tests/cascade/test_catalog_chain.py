@@ -64,9 +64,9 @@ def walk(nodes, depth=0, out=None):
     return out
 
 
-@pytest.mark.parametrize("tree", ["2016", "2022"])
-async def test_province_lists_the_camera_with_the_tree(tmp_path, tree):
-    async with chain(tmp_path, tree=tree, catalog_group=2) as (province, city, sim, api):
+@pytest.mark.parametrize("tree, transport", [("2016", "udp"), ("2022", "tcp")])
+async def test_province_lists_the_camera_with_the_tree(tmp_path, tree, transport):
+    async with chain(tmp_path, tree=tree, catalog_group=2, transport=transport) as (province, city, sim, api):
         cams = sim.management.channel_ids
         vos = [cid for cid in sim.management.catalog if cid[10:13] == "216"]
         group = next(cid for cid in sim.management.catalog if cid[10:13] == "215")
@@ -76,6 +76,7 @@ async def test_province_lists_the_camera_with_the_tree(tmp_path, tree):
             listed = await channels_at(api, CITY)
             return listed if set(cams) <= set(listed) else None
         listed = await wait_for(complete, timeout=10)
+        assert province.platform.registry.get(CITY).transport.lower() == transport
         assert listed[CITY]["kind"] == "system"
         assert listed[group]["kind"] == "business_group" and {listed[v]["kind"] for v in vos} == {"virtual_org"}
         for i, cid in enumerate(cams):
@@ -130,13 +131,14 @@ async def test_mapped_ids_resolve_both_ways(tmp_path):
         assert cascade.resolve(link, CITY) is None
 
 
-@pytest.mark.parametrize("subscribe", [True, False])
-async def test_catalog_changes_reach_the_province(tmp_path, subscribe):
+@pytest.mark.parametrize("subscribe, transport", [(True, "udp"), (True, "tcp"), (False, "udp")])
+async def test_catalog_changes_reach_the_province(tmp_path, subscribe, transport):
     province_kw = {"catalog_subscribe": subscribe}
-    async with chain(tmp_path, province_kw=province_kw) as (province, city, sim, api):
+    async with chain(tmp_path, province_kw=province_kw, transport=transport) as (province, city, sim, api):
         cams = sim.management.channel_ids
         catalog = province.platform.management.catalog
         await wait_for(lambda: all(catalog.channel(CITY, c) is not None for c in cams), timeout=10)
+        assert province.platform.registry.get(CITY).transport.lower() == transport
         subs = city.platform.cascade.subscriptions
         if subscribe:
             sub = await wait_for(lambda: subs.active(PROVINCE, "Catalog"))
@@ -161,3 +163,40 @@ async def test_catalog_changes_reach_the_province(tmp_path, subscribe):
         await wait_for(lambda: catalog.channel(CITY, cams[2]) is None, timeout=10)
         if subscribe:
             assert sub.notifies >= 4 and not sub.terminated
+
+
+MINISTRY = "10000000002000000001"
+
+
+async def test_three_levels_share_on_up(tmp_path):
+    """simulator → city → province → ministry: the province shares what the city shares with it,
+    with its own platform node at the top (the city's node is not passed on), mapped once more."""
+    ministry = Server(make_config(tmp_path / "m", sip_id=MINISTRY, password="min-secret", catalog_query_delay=0.0))
+    await ministry.start()
+    try:
+        upper = {"sip_id": MINISTRY, "host": "127.0.0.1", "port": ministry.platform.sip_port,
+                 "password": "min-secret", "keepalive_interval": 1, "tree": "2022", "ids": "map",
+                 "id_prefix": "1000"}
+        async with chain(tmp_path, province_kw={"upper": (upper,)}) as (province, city, sim, api):
+            cams = sim.management.channel_ids
+            catalog = ministry.platform.management.catalog
+            top = ["1000" + c[4:] for c in cams]
+            await wait_for(lambda: all(catalog.channel(PROVINCE, c) is not None for c in top), timeout=15)
+            listed = {c.channel_id: c for c in catalog.channels(PROVINCE)}
+            assert listed[PROVINCE].kind == "system" and CITY not in listed
+            group = "1000" + next(c for c in sim.management.catalog if c[10:13] == "215")[4:]
+            assert listed[group].kind == "business_group" and listed[group].parent_id == PROVINCE
+            vos = {"1000" + v[4:] for v in sim.management.catalog if v[10:13] == "216"}
+            assert {listed[c].parent_id for c in top} == vos
+            assert all(listed[v].parent_id is None and listed[v].business_group_id == group for v in vos)
+            roots = catalog.tree(PROVINCE)
+            assert [r.id for r in roots] == [PROVINCE]
+            # the province maps the ministry's ID back to the city's channel, the city to the camera's
+            cascade = province.platform.cascade
+            assert cascade.resolve(cascade.link(MINISTRY), top[0]) == (CITY, cams[0])
+            assert city.platform.cascade.resolve(city.platform.cascade.link(PROVINCE), cams[0]) == (CAMERA, cams[0])
+            # a status change at the bottom reaches the top
+            await sim.notify_catalog("OFF", [cams[1]])
+            await wait_for(lambda: catalog.channel(PROVINCE, top[1]).status == "OFF", timeout=15)
+    finally:
+        await ministry.stop()

@@ -168,6 +168,10 @@ def test_diff_events():
         dataclasses.replace(r, name="Renamed") if r.channel_id == CH1 else r for r in device.channels])
     events = diff(build([device]), build([renamed]))
     assert [(i.device_id, i.event, i.name) for i in events] == [(CH1, "UPDATE", "Renamed")]
+    faulty = dataclasses.replace(device, channels=[
+        dataclasses.replace(r, status="OFF", fault="VLOST") if r.channel_id == CH1 else r for r in device.channels])
+    events = diff(build([device]), build([faulty]))
+    assert [(i.device_id, i.event) for i in events] == [(CH1, "VLOST")]
     added = diff(None, build([ipc()]))
     assert {i.event for i in added} == {"ADD"}
 
