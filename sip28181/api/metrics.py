@@ -73,6 +73,14 @@ class Metrics:
             "sip28181_invites", "INVITEs sent for media sessions, by session kind and result",
             ["kind", "result"], registry=r)
         """``result``: ok, rejected (a final status >= 300), timeout, cancelled, bad_answer, error."""
+        self.upper_invites = Counter(
+            "sip28181_upper_invites", "INVITEs from upper platforms, by session kind and final status",
+            ["kind", "status"], registry=r)
+        self.upper_calls_closed = Counter(
+            "sip28181_upper_calls_closed", "Media sessions of upper platforms ended, by reason",
+            ["reason"], registry=r)
+        """``reason``: upper bye, cancelled, stream ended, teardown, no ack, media connection
+        closed/failed, upper offline, shutdown, start failed."""
         self.media_sessions = Gauge(
             "sip28181_media_sessions", "Media session dialogs (INVITE) open or being set up", registry=r)
         self.media_sessions_closed = Counter(

@@ -44,6 +44,9 @@ class Cascade:
         #: Called with (link, online, reason) when a link comes up or goes down.
         self.listeners: list[Callable[[UpperLink, bool, str], Any]] = []
         self._started = False
+        from .invite import UpperMedia
+        #: INVITE/BYE/CANCEL/INFO from uppers: video of shared channels sent up as PS/RTP
+        self.media = UpperMedia(self)
         for settings in uppers:
             settings = parse_upper(settings)
             if settings.sip_id in self.links:
@@ -73,6 +76,7 @@ class Cascade:
 
     async def stop(self) -> None:
         self._started = False
+        await self.media.close()
         self.northbound.stop()
         for link in list(self.links.values()):
             await link.stop()
