@@ -63,6 +63,9 @@ class Cascade:
         self.forward = Forwarder(self)
         #: our devices' alarms sent up
         self.alarms = AlarmForwarder(self)
+        from .positions import PositionForwarder
+        #: our devices' mobile positions, to the uppers that subscribed to them
+        self.positions = PositionForwarder(self)
         if platform.metrics is not None:
             platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
 
