@@ -173,3 +173,72 @@ def test_throttle_keeps_the_newest_and_releases_it_after_the_interval():
     assert not t.offer("a", 4, now=13.0)        # the interval runs from the last send (12.0)
     assert t.due(14.0) == [("a", 4)]
     assert t.offer("a", 5, now=16.0)
+
+
+async def test_position_notify_on_the_wire(tmp_path):
+    """What a scripted upper receives: NOTIFYs in its dialog, GB2312, its Event echoed, the
+    channel's ID; a 481 to a NOTIFY ends the subscription and the positions stop."""
+    from .test_catalog_upper import MANSCDP, UPPER, city_with_upper, query
+
+    async with city_with_upper(tmp_path) as (upper, city, sim):
+        channel = sim.management.channel_ids[0]
+        subscribe = upper.request(city, "SUBSCRIBE", query(m.MobilePositionQuery, city.platform.sip_id, 41,
+                                                           interval=1),
+                                  extra=[("Event", "presence"), ("Expires", 600)])
+        response = await upper.send(city, subscribe)
+        assert response.status == 200 and response.expires == 600 and response.headers.get("Event") == "presence"
+        assert m.parse(response.body).cmd_type == "MobilePosition"
+        await sim.send_manscdp(report(sim, target=channel, lon=116.397, lat=39.909).to_xml())
+        notifies = await wait_for(lambda: [r for r in upper.received if r.method == "NOTIFY"])
+        notify = notifies[0]
+        assert notify.call_id == subscribe.call_id and notify.to.tag == subscribe.from_.tag
+        assert notify.from_.tag == response.to.tag and notify.headers.get("Event") == "presence"
+        assert notify.headers.get("Subscription-State").startswith("active;expires=")
+        assert notify.headers.get("Content-Type") == MANSCDP
+        assert notify.body.startswith(b'<?xml version="1.0" encoding="GB2312"?>')
+        body = m.parse(notify.body)
+        assert isinstance(body, m.MobilePositionNotify) and body.kind is m.Kind.NOTIFY
+        assert (body.device_id, body.longitude, body.latitude, body.speed) == (channel, 116.397, 39.909, 12.5)
+
+        # the upper forgets the dialog: its 481 ends the subscription, nothing more is sent in it
+        upper.notify_status = 481
+        feeds = city.platform.cascade.positions._feeds
+        [feed] = feeds.values()
+        await wait_for(lambda: feed.throttle.next_due() is None)      # nothing waiting
+        feed.throttle._last.clear()                                    # let the next one go at once
+        await sim.send_manscdp(report(sim, target=channel, lon=116.5, lat=39.9).to_xml())
+        subs = city.platform.cascade.subscriptions
+        await wait_for(lambda: not subs.active(UPPER, "MobilePosition"))
+        await sim.send_manscdp(report(sim, target=channel, lon=117.0, lat=39.9).to_xml())
+        await wait_for(lambda: city.platform.cascade.positions.latest[(sim.device_id, channel)].longitude == 117.0)
+        assert not feeds
+        sent = [m.parse(r.body).longitude for r in upper.received if r.method == "NOTIFY"]
+        assert sent == [116.397, 116.5]
+
+
+@pytest.mark.parametrize("interval", [b"abc", b"0", b""])
+async def test_unusable_interval_gets_the_default(tmp_path, interval):
+    from .test_catalog_upper import UPPER, city_with_upper
+
+    async with city_with_upper(tmp_path) as (upper, city, sim):
+        body = (b'<?xml version="1.0"?>\r\n<Query>\r\n<CmdType>MobilePosition</CmdType>\r\n<SN>7</SN>\r\n'
+                b"<DeviceID>" + city.platform.sip_id.encode() + b"</DeviceID>\r\n<Interval>" + interval
+                + b"</Interval>\r\n</Query>\r\n")
+        response = await upper.send(city, upper.request(city, "SUBSCRIBE", body,
+                                                        extra=[("Event", "presence"), ("Expires", 600)]))
+        assert response.status == 200
+        assert city.platform.cascade.subscriptions.active(UPPER, "MobilePosition")
+        [feed] = await wait_for(lambda: list(city.platform.cascade.positions._feeds.values()))
+        assert feed.throttle.interval == DEFAULT_INTERVAL
+
+
+async def test_malformed_subscribe_body_is_refused(tmp_path):
+    from .test_catalog_upper import UPPER, city_with_upper
+
+    async with city_with_upper(tmp_path) as (upper, city, sim):
+        body = b"MobilePosition, please: every 5 s"      # not MANSCDP at all
+        response = await upper.send(city, upper.request(city, "SUBSCRIBE", body,
+                                                        extra=[("Event", "presence"), ("Expires", 600)]))
+        assert 400 <= response.status < 500 and response.reason
+        assert not city.platform.cascade.subscriptions.active(UPPER, "MobilePosition")
+        assert not city.platform.cascade.positions._feeds
