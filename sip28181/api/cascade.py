@@ -76,6 +76,7 @@ class UpperOut(BaseModel):
     state: Literal["disabled", "registering", "online", "retrying", "stopped"]
     online: bool
     expires: int | None = Field(None, description="registration length the upper granted, seconds")
+    min_expires: int | None = Field(None, description="least registration length the upper demanded (423), seconds")
     registered_at: str | None = Field(None, description="last successful REGISTER, first or refresh (ISO 8601)")
     online_since: str | None = None
     last_keepalive_at: str | None = None

@@ -488,7 +488,7 @@ class UpperLink:
             "sip_id": s.sip_id, "name": s.name, "domain": s.domain, "host": s.host, "port": s.port,
             "transport": s.transport, "local_id": self.local_id, "enabled": s.enabled,
             "source": self.source, "state": self.state.value, "online": self.online,
-            "expires": self.expires, "registered_at": self.registered_at, "online_since": self.online_since,
+            "expires": self.expires, "min_expires": self.min_expires, "registered_at": self.registered_at, "online_since": self.online_since,
             "last_keepalive_at": self.last_keepalive_at, "last_error": self.last_error,
             "last_error_at": self.last_error_at, "failures": self.failures,
             "next_attempt_at": self.next_attempt_at,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+import aiohttp
 import pytest
 
 from sip28181.cascade.link import MAX_EXPIRES, MAX_INTERVAL_RETRIES, LinkState
@@ -19,7 +20,7 @@ from sip28181.sip.dialog import new_tag
 from sip28181.sip.message import Request, Response
 from sip28181.transport import Flow
 
-from ..integration.conftest import make_config, wait_for
+from ..integration.conftest import Api, make_config, wait_for
 
 CITY = "44010000002000000001"
 UPPER = "44000000002000000001"
@@ -104,6 +105,9 @@ async def test_423_is_retried_at_once_with_min_expires(tmp_path, password):
         if password is not None:
             assert upper.registers[-1].headers.get("Authorization")
 
+        async with aiohttp.ClientSession() as session:
+            status, body = await Api(session, f"http://127.0.0.1:{city.http_port}").get(f"/api/v1/uppers/{UPPER}")
+        assert status == 200 and (body["min_expires"], body["expires"], body["state"]) == (7200, 7200, "online")
         # a refresh asks for the Min-Expires straight away: no second 423
         before = len(upper.registers)
         await link.register_now()
