@@ -17,6 +17,7 @@ can see at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Hashable, TypeVar
@@ -39,6 +40,8 @@ __all__ = ["DEFAULT_INTERVAL", "PositionForwarder", "Throttle"]
 DEFAULT_INTERVAL = 5.0
 #: never faster than this, whatever the upper asks for, seconds
 MIN_INTERVAL = 0.05
+#: last known positions kept (reported IDs come from devices: bound them)
+MAX_LATEST = 10_000
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -114,8 +117,8 @@ class PositionForwarder:
     def __init__(self, cascade: "Cascade") -> None:
         self.cascade = cascade
         self.platform = cascade.platform
-        #: the newest position of each (device ID, reported ID)
-        self.latest: dict[tuple[str, str], "MobilePositionRecord"] = {}
+        #: the newest position of each (device ID, reported ID), least recently reported first
+        self.latest: collections.OrderedDict[tuple[str, str], "MobilePositionRecord"] = collections.OrderedDict()
         self._feeds: dict[int, _Feed] = {}
         cascade.subscriptions.register("MobilePosition", self._on_subscribe)
         self.platform.events.on(self._on_event, MobilePositionReceived)
@@ -135,7 +138,11 @@ class PositionForwarder:
     def _on_event(self, event: object) -> None:
         assert isinstance(event, MobilePositionReceived)
         record: MobilePositionRecord = event.position  # type: ignore[assignment]
-        self.latest[(record.device_id, record.target_id)] = record
+        key = (record.device_id, record.target_id)
+        self.latest[key] = record
+        self.latest.move_to_end(key)
+        while len(self.latest) > MAX_LATEST:
+            self.latest.popitem(last=False)
         for feed in self._live_feeds():
             for upper_side in self.targets(feed.sub.link, record.device_id, record.target_id):
                 self._offer(feed, upper_side, record)

@@ -81,6 +81,7 @@ class Cascade:
         self._started = False
         await self.media.close()
         self.northbound.stop()
+        self.positions.stop()
         for link in list(self.links.values()):
             await link.stop()
 

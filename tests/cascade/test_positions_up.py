@@ -239,3 +239,17 @@ async def test_malformed_subscribe_body_is_refused(tmp_path):
         assert 400 <= response.status < 500 and response.reason
         assert not city.platform.cascade.subscriptions.active(UPPER, "MobilePosition")
         assert not city.platform.cascade.positions._feeds
+
+
+async def test_stopping_the_city_leaves_no_position_timer(tmp_path):
+    province_cfg = {"position_subscribe": True, "position_interval": 3600, "catalog_query_delay": 0.0}
+    async with city_chain(tmp_path, province=province_cfg, channels=1) as chain:
+        city, sim = chain.city, chain.device
+        await wait_for(lambda: city_feeds(city), timeout=10)
+        [feed] = city_feeds(city)
+        await sim.send_manscdp(report(sim, lon=100.0, lat=20.0).to_xml())
+        await sim.send_manscdp(report(sim, lon=101.0, lat=20.0).to_xml())
+        await wait_for(lambda: feed.timer is not None)          # the second one waits for the hour
+        timer = feed.timer
+        await city.platform.cascade.stop()
+        assert timer.cancelled() and not city.platform.cascade.positions._feeds
