@@ -1,4 +1,5 @@
-"""REST routes for upper platforms (cascade): list, create, change, delete, register again.
+"""REST routes for upper platforms (cascade): list, create, change, delete, register again; and
+what each upper has of us: the catalog it is shown, its media calls and its subscriptions.
 
 Bodies are the keys of a TOML ``[[upper]]`` table (:class:`~sip28181.cascade.settings.UpperSettings`)
 as JSON and are checked by the same code as the configuration file, so a bad value answers 400
@@ -18,7 +19,7 @@ from ..cascade.link import UpperLink
 from ..cascade.uppers import UpperExists, create_upper, delete_upper, replace_upper
 from .devices import PLATFORM, iso
 from .errors import HttpError
-from .routing import ApiRouter, PathParam
+from .routing import ApiRouter, Page, PageQuery, PathParam
 
 UPPER_ID = PathParam(pattern=r"^\d{20}$", description="20-digit SIP ID of the upper platform")
 
@@ -75,6 +76,7 @@ class UpperOut(BaseModel):
     state: Literal["disabled", "registering", "online", "retrying", "stopped"]
     online: bool
     expires: int | None = Field(None, description="registration length the upper granted, seconds")
+    min_expires: int | None = Field(None, description="least registration length the upper demanded (423), seconds")
     registered_at: str | None = Field(None, description="last successful REGISTER, first or refresh (ISO 8601)")
     online_since: str | None = None
     last_keepalive_at: str | None = None
@@ -98,6 +100,71 @@ class UpperOut(BaseModel):
 class UpperDeleted(BaseModel):
     sip_id: str
     deleted: bool = True
+
+
+SHARED_KINDS = Literal["system", "region", "business_group", "virtual_org", "channel"]
+
+
+class SharedQuery(PageQuery):
+    kind: SHARED_KINDS | None = Field(None, description="only nodes of this kind")
+
+
+class SharedItemOut(BaseModel):
+    """One catalog entry as the upper sees it (IDs are the upper's unless named local)."""
+
+    id: str = Field(description="the ID the upper knows it by")
+    kind: SHARED_KINDS
+    name: str | None = None
+    status: str = Field(description="ON or OFF as last told to the upper")
+    fault: str | None = Field(None, description="VLOST or DEFECT when the channel's last catalog event said so")
+    parents: list[str] = Field(description="upper-side parent IDs (empty for the root)")
+    parent_id: str | None = None
+    business_group_id: str | None = None
+    civil_code: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    address: str | None = None
+    parental: int | None = None
+    longitude: float | None = None
+    latitude: float | None = None
+    device_id: str = Field(description="the local device it comes from (our SIP ID for the root)")
+    local_id: str = Field(description="its local ID")
+
+    @classmethod
+    def of(cls, node: Any) -> "SharedItemOut":
+        item = node.item
+        return cls(id=node.upper_id, kind=node.kind, name=item.name, status=node.status, fault=node.fault,
+                   parents=list(node.parents), parent_id=item.parent_id, business_group_id=item.group_id,
+                   civil_code=item.civil_code, manufacturer=item.manufacturer, model=item.model,
+                   address=item.address, parental=item.parental, longitude=item.longitude,
+                   latitude=item.latitude, device_id=node.device_id, local_id=node.local_id)
+
+
+class UpperCallOut(BaseModel):
+    """A media session the upper opened with us (INVITE for a shared channel)."""
+
+    call_id: str
+    upper_id: str
+    channel_id: str = Field(description="the channel ID the upper asked for")
+    device_id: str = Field(description="the local device serving it")
+    local_channel_id: str
+    kind: Literal["Play", "Playback", "Download"]
+    transport: Literal["udp", "tcp-active", "tcp-passive"]
+    ssrc: str
+    state: Literal["answering", "answered", "sending", "closed"]
+    destination: str = Field(description="where the PS/RTP goes (host:port from the upper's SDP)")
+    media: dict[str, Any] | None = Field(None, description="PS/RTP output counters once sending")
+
+
+class UpperSubscriptionOut(BaseModel):
+    """A subscription the upper holds with us (SUBSCRIBE Catalog, Alarm or MobilePosition)."""
+
+    call_id: str
+    cmd_type: str = Field(description="the subscription body's CmdType")
+    event: str = Field(description="the Event header as the upper sent it")
+    expires_in: int = Field(description="seconds until it ends unless refreshed")
+    notifies: int = Field(description="NOTIFYs sent in it so far")
+    interval: int | None = Field(None, description="report period asked for (MobilePosition), seconds")
 
 
 def register_routes(api: ApiRouter) -> None:
@@ -157,3 +224,36 @@ def register_routes(api: ApiRouter) -> None:
         except TimeoutError:
             raise HttpError(504, "the registration attempt did not finish in time") from None
         return UpperOut.of(link)
+
+    @api.get("/uppers/{sip_id}/catalog", response=Page[SharedItemOut], query=SharedQuery,
+             path_params={"sip_id": UPPER_ID}, tags=tags, errors={404: "no such upper"})
+    async def upper_catalog(request: web.Request, sip_id: str, query: SharedQuery) -> Page[SharedItemOut]:
+        """The catalog this upper is shown (platform node, regions, groups, organisations, channels),
+        with the IDs it knows them by, in the order it gets them."""
+        cascade = request.app[PLATFORM].cascade
+        nodes = cascade.northbound.shared(cascade.link(sip_id)).nodes
+        if query.kind is not None:
+            nodes = [n for n in nodes if n.kind == query.kind]
+        page = nodes[query.offset:query.offset + query.limit]
+        return Page[SharedItemOut](items=[SharedItemOut.of(n) for n in page], total=len(nodes),
+                                   offset=query.offset, limit=query.limit)
+
+    @api.get("/uppers/{sip_id}/calls", response=list[UpperCallOut], path_params={"sip_id": UPPER_ID},
+             tags=tags, errors={404: "no such upper"})
+    async def upper_calls(request: web.Request, sip_id: str) -> list[UpperCallOut]:
+        """The media sessions this upper has open with us (play, playback, download)."""
+        cascade = request.app[PLATFORM].cascade
+        cascade.link(sip_id)
+        return [UpperCallOut(**c.status()) for c in cascade.media.list(sip_id)]
+
+    @api.get("/uppers/{sip_id}/subscriptions", response=list[UpperSubscriptionOut],
+             path_params={"sip_id": UPPER_ID}, tags=tags, errors={404: "no such upper"})
+    async def upper_subscriptions(request: web.Request, sip_id: str) -> list[UpperSubscriptionOut]:
+        """The subscriptions this upper holds with us (catalog, alarms, mobile positions)."""
+        cascade = request.app[PLATFORM].cascade
+        cascade.link(sip_id)
+        subs = sorted((s for s in cascade.subscriptions.all() if s.link.upper_id == sip_id and not s.terminated),
+                      key=lambda s: (s.cmd_type, s.call_id))
+        return [UpperSubscriptionOut(call_id=s.call_id, cmd_type=s.cmd_type, event=s.event,
+                                     expires_in=s.remaining(), notifies=s.notifies,
+                                     interval=getattr(s.query, "interval", None)) for s in subs]

@@ -115,6 +115,9 @@ class Metrics:
         self.upper_alarms = Counter(
             "sip28181_upper_alarms", "Alarms sent to upper platforms, by outcome", ["result"], registry=r)
         """``result``: sent (200), refused (another final status), failed (no answer)."""
+        self.upper_positions = Counter(
+            "sip28181_upper_positions", "Mobile positions sent to upper platforms, by outcome", ["result"],
+            registry=r)
 
         self.upper_registrations = Counter(
             "sip28181_upper_registrations", "REGISTERs we sent to upper platforms, by outcome",

@@ -41,6 +41,12 @@ UPPER_REGISTRATION_RESULTS = ("ok", "refreshed", "unregistered", "auth_failed", 
                               "not_found", "rejected", "timeout", "unreachable")
 
 
+#: At most this many REGISTERs again after ``423 Interval Too Brief`` (each with the Min-Expires).
+MAX_INTERVAL_RETRIES = 2
+#: The longest registration we accept to ask for when an upper's Min-Expires demands it, seconds.
+MAX_EXPIRES = 604800
+
+
 class LinkState(str, enum.Enum):
     DISABLED = "disabled"       # enabled = false in its settings
     REGISTERING = "registering"
@@ -120,6 +126,8 @@ class UpperLink:
         self.failures = 0
         """Failed registrations since the last success (drives the backoff)."""
         self.expires: int | None = None
+        #: the upper's ``Min-Expires`` from a 423, asked for from then on
+        self.min_expires: int | None = None
         """Registration length the upper granted (its ``Expires``), seconds."""
         self.next_attempt_at: float | None = None
         """Wall time of the next registration attempt while ``retrying``."""
@@ -363,13 +371,15 @@ class UpperLink:
         if not self._call_id:
             self._call_id = new_call_id(self.cascade.platform.endpoint.advertised_host)
         flow = await self.flow()
-        response = await self._send_register(flow, expires, authorize=self._auth.ready)
-        if response.status in (401, 407):
-            # First contact, or our nonce went stale: answer this challenge once.
-            self._challenge(response)
-            response = await self._send_register(flow, expires, authorize=True)
-            if response.status in (401, 407):
-                raise UpperError(response.status, f"{response.reason} (credentials refused)")
+        if expires and self.min_expires:
+            expires = max(expires, self.min_expires)
+        response = await self._register_once(flow, expires)
+        for _ in range(MAX_INTERVAL_RETRIES):
+            if response.status != 423 or not expires:
+                break
+            # 423 Interval Too Brief: ask again at once for what the upper accepts (RFC 3261 §10.2.8)
+            expires = self._min_expires_of(response, expires)
+            response = await self._register_once(flow, expires)
         if response.status != 200:
             raise UpperError(response.status, response.reason)
         if expires == 0:
@@ -391,6 +401,30 @@ class UpperLink:
                      self.settings.transport.upper(), extra=self._extra)
             self.cascade.link_changed(self, online=True, reason="registered")
         return response
+
+    async def _register_once(self, flow: Flow, expires: int) -> Response:
+        """One REGISTER, and its digest challenge answered once."""
+        response = await self._send_register(flow, expires, authorize=self._auth.ready)
+        if response.status in (401, 407):
+            # First contact, or our nonce went stale: answer this challenge once.
+            self._challenge(response)
+            response = await self._send_register(flow, expires, authorize=True)
+            if response.status in (401, 407):
+                raise UpperError(response.status, f"{response.reason} (credentials refused)")
+        return response
+
+    def _min_expires_of(self, response: Response, asked: int) -> int:
+        """The ``Min-Expires`` of a 423, remembered for later REGISTERs; :class:`UpperError` when
+        it is missing, not above what we asked or beyond :data:`MAX_EXPIRES`."""
+        value = (response.headers.get("Min-Expires") or "").strip()
+        if not value.isdigit():
+            raise UpperError(423, f"{response.reason} without a usable Min-Expires ({value[:20]!r})")
+        least = int(value)
+        if least <= asked or least > MAX_EXPIRES:
+            raise UpperError(423, f"{response.reason}: Min-Expires {least} unusable after asking {asked}")
+        log.info("upper wants registrations of at least %d s (asked %d)", least, asked, extra=self._extra)
+        self.min_expires = least
+        return least
 
     def _challenge(self, response: Response) -> None:
         header = response.headers.get("WWW-Authenticate") or response.headers.get("Proxy-Authenticate")
@@ -454,7 +488,7 @@ class UpperLink:
             "sip_id": s.sip_id, "name": s.name, "domain": s.domain, "host": s.host, "port": s.port,
             "transport": s.transport, "local_id": self.local_id, "enabled": s.enabled,
             "source": self.source, "state": self.state.value, "online": self.online,
-            "expires": self.expires, "registered_at": self.registered_at, "online_since": self.online_since,
+            "expires": self.expires, "min_expires": self.min_expires, "registered_at": self.registered_at, "online_since": self.online_since,
             "last_keepalive_at": self.last_keepalive_at, "last_error": self.last_error,
             "last_error_at": self.last_error_at, "failures": self.failures,
             "next_attempt_at": self.next_attempt_at,

@@ -44,6 +44,9 @@ class Cascade:
         #: Called with (link, online, reason) when a link comes up or goes down.
         self.listeners: list[Callable[[UpperLink, bool, str], Any]] = []
         self._started = False
+        from .invite import UpperMedia
+        #: INVITE/BYE/CANCEL/INFO from uppers: video of shared channels sent up as PS/RTP
+        self.media = UpperMedia(self)
         for settings in uppers:
             settings = parse_upper(settings)
             if settings.sip_id in self.links:
@@ -60,9 +63,9 @@ class Cascade:
         self.forward = Forwarder(self)
         #: our devices' alarms sent up
         self.alarms = AlarmForwarder(self)
-        from .invite import UpperMedia
-        #: INVITE/BYE/CANCEL/INFO from uppers: video of shared channels sent up as PS/RTP
-        self.media = UpperMedia(self)
+        from .positions import PositionForwarder
+        #: our devices' mobile positions, to the uppers that subscribed to them
+        self.positions = PositionForwarder(self)
         if platform.metrics is not None:
             platform.metrics.uppers_online.set_function(lambda: len(self.online_links()))
 
@@ -78,6 +81,7 @@ class Cascade:
         self._started = False
         await self.media.close()
         self.northbound.stop()
+        self.positions.stop()
         for link in list(self.links.values()):
             await link.stop()
 

@@ -14,7 +14,7 @@ from sip28181.platform.events import StreamStopped
 
 from ..integration.conftest import TOKEN, wait_for
 from ..integration.livekit import decode, read_flv
-from .test_invite import CHANNEL, CITY, DEVICE, PROVINCE, chain, upper_calls
+from .test_invite import CHANNEL, CITY, chain, upper_calls
 
 PATTERN_FRAMES = 50          # the simulator's pattern: 2 s at 25 fps, one pass per recording
 

@@ -170,3 +170,18 @@ async def test_city_stopping_ends_the_province_stream(tmp_path):
             assert call.bye_sent and call.closed.done()
             await read_flv(resp, frames=None, tags=tags, timeout=10)      # the viewer sees the end
         await wait_for(lambda: len(province.platform.streams) == 0 and len(province.platform.sessions) == 0)
+
+
+async def test_losing_the_upper_ends_its_calls(tmp_path):
+    async with chain(tmp_path) as (province, city, camera), aiohttp.ClientSession() as http:
+        async with http.get(live_url(province)) as resp:
+            tags = await read_flv(resp, frames=10)
+            call = upper_calls(city)[0]
+            cascade = city.platform.cascade
+            # what the link reports when the upper stops answering keepalives
+            cascade.link_changed(cascade.link(PROVINCE), online=False, reason="3 keepalives without answer")
+            assert await asyncio.wait_for(call.closed, 5) == "upper offline"
+            await wait_for(lambda: call.bye_sent)
+            await read_flv(resp, frames=None, tags=tags, timeout=10)      # the BYE reached the province
+        await wait_for(lambda: len(province.platform.streams) == 0)
+        await wait_for(lambda: len(city.platform.streams) == 0)

@@ -1,0 +1,215 @@
+"""Mobile positions sent up to the uppers that subscribed to them (PROTOCOL §11.3, §5.9).
+
+An upper subscribes with a SUBSCRIBE whose body is ``Query MobilePosition`` with an ``Interval``
+(seconds; 5 when absent); :mod:`.subscriptions` keeps the dialog. Each position a device reports
+(event :class:`~sip28181.platform.events.MobilePositionReceived`) goes to every such upper that
+shares the position's channel, as ``Notify MobilePosition`` (2016 flat form) in the
+subscription's dialog with ``DeviceID`` the ID the upper knows. A position reported for a device
+that is not itself shared (an NVR or vehicle reporting its own ID) stands for each of its shared
+channels: the cameras are where the device is.
+
+Per subscription and channel at most one NOTIFY goes per ``Interval``: a position arriving sooner
+waits, and only the newest waiting one is sent when the interval is up (the upper asked for a
+period, not for every fix). A new subscription gets the last known position of each channel it
+can see at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Hashable, TypeVar
+
+from ..errors import Sip28181Error
+from ..manscdp import messages as m
+from ..platform.events import MobilePositionReceived
+
+if TYPE_CHECKING:
+    from ..store.base import MobilePositionRecord
+    from .link import UpperLink
+    from .service import Cascade
+    from .subscriptions import UpperSubscription
+
+log = logging.getLogger("sip28181.cascade")
+
+__all__ = ["DEFAULT_INTERVAL", "PositionForwarder", "Throttle"]
+
+#: report period when the upper's query has no (or a nonsensical) Interval, seconds
+DEFAULT_INTERVAL = 5.0
+#: never faster than this, whatever the upper asks for, seconds
+MIN_INTERVAL = 0.05
+#: last known positions kept (reported IDs come from devices: bound them)
+MAX_LATEST = 10_000
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclass(slots=True)
+class Throttle(Generic[K, V]):
+    """Sans-IO rate limit: at most one value per key per ``interval``, the newest one winning.
+
+    :meth:`offer` says whether a value may go now; when not, it is kept (replacing any older one
+    for the key) until :meth:`due` hands it out once its key's interval has passed.
+    """
+
+    interval: float
+    _last: dict[K, float] = field(default_factory=dict)
+    _pending: dict[K, V] = field(default_factory=dict)
+
+    def offer(self, key: K, value: V, now: float) -> bool:
+        last = self._last.get(key)
+        if last is None or now - last >= self.interval:
+            self._last[key] = now
+            self._pending.pop(key, None)
+            return True
+        self._pending[key] = value
+        return False
+
+    def next_due(self) -> float | None:
+        """When the earliest waiting value may go (None when nothing waits)."""
+        if not self._pending:
+            return None
+        return min(self._last[k] + self.interval for k in self._pending)
+
+    def due(self, now: float) -> list[tuple[K, V]]:
+        """The waiting values whose interval has passed, marked sent."""
+        out = []
+        for key in [k for k in self._pending if now - self._last[k] >= self.interval]:
+            out.append((key, self._pending.pop(key)))
+            self._last[key] = now
+        return out
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+
+def interval_of(query: Any) -> float:
+    """The report period a subscription's ``Query MobilePosition`` asks for, seconds."""
+    value = getattr(query, "interval", None)
+    if not isinstance(value, int) or value <= 0:
+        return DEFAULT_INTERVAL
+    return max(MIN_INTERVAL, float(value))
+
+
+def position_notify(record: "MobilePositionRecord", upper_side_id: str, sn: int) -> m.MobilePositionNotify:
+    """A stored position as the ``Notify MobilePosition`` an upper gets (2016 flat form)."""
+    return m.MobilePositionNotify(sn=sn, device_id=upper_side_id, time=record.time, longitude=record.longitude,
+                                  latitude=record.latitude, speed=record.speed, direction=record.direction,
+                                  altitude=record.altitude)
+
+
+@dataclass(eq=False, slots=True)
+class _Feed:
+    """One MobilePosition subscription's throttle and its wake-up timer."""
+
+    sub: "UpperSubscription"
+    throttle: Throttle[str, "MobilePositionRecord"]
+    timer: asyncio.TimerHandle | None = None
+
+
+class PositionForwarder:
+    """Honours MobilePosition subscriptions of uppers and sends our devices' positions up."""
+
+    def __init__(self, cascade: "Cascade") -> None:
+        self.cascade = cascade
+        self.platform = cascade.platform
+        #: the newest position of each (device ID, reported ID), least recently reported first
+        self.latest: collections.OrderedDict[tuple[str, str], "MobilePositionRecord"] = collections.OrderedDict()
+        self._feeds: dict[int, _Feed] = {}
+        cascade.subscriptions.register("MobilePosition", self._on_subscribe)
+        self.platform.events.on(self._on_event, MobilePositionReceived)
+
+    # -- mapping ----------------------------------------------------------------------------------
+    def targets(self, link: "UpperLink", device_id: str, target_id: str) -> list[str]:
+        """The IDs ``link``'s upper knows a reported position by (none when not shared with it)."""
+        upper = self.cascade.upper_side_id(link, device_id, target_id)
+        if upper is not None:
+            return [upper]
+        if target_id != device_id:
+            return []
+        shared = self.cascade.northbound.shared(link)
+        return [n.upper_id for n in shared.channels if n.device_id == device_id]
+
+    # -- positions in -------------------------------------------------------------------------------
+    def _on_event(self, event: object) -> None:
+        assert isinstance(event, MobilePositionReceived)
+        record: MobilePositionRecord = event.position  # type: ignore[assignment]
+        key = (record.device_id, record.target_id)
+        self.latest[key] = record
+        self.latest.move_to_end(key)
+        while len(self.latest) > MAX_LATEST:
+            self.latest.popitem(last=False)
+        for feed in self._live_feeds():
+            for upper_side in self.targets(feed.sub.link, record.device_id, record.target_id):
+                self._offer(feed, upper_side, record)
+
+    def _live_feeds(self) -> list[_Feed]:
+        for key, feed in list(self._feeds.items()):
+            if feed.sub.terminated:
+                self._close(key, feed)
+        return [f for f in self._feeds.values() if f.sub.link.online]
+
+    def _close(self, key: int, feed: _Feed) -> None:
+        if feed.timer is not None:
+            feed.timer.cancel()
+            feed.timer = None
+        self._feeds.pop(key, None)
+
+    def _on_subscribe(self, sub: "UpperSubscription") -> None:
+        feed = _Feed(sub, Throttle(interval_of(sub.query)))
+        self._feeds[id(sub)] = feed
+        log.info("positions to upper every %.1f s", feed.throttle.interval,
+                 extra={"device_id": sub.link.upper_id, "call_id": sub.call_id})
+        for (device_id, target_id), record in list(self.latest.items()):
+            for upper_side in self.targets(sub.link, device_id, target_id):
+                self._offer(feed, upper_side, record)
+
+    # -- positions out ------------------------------------------------------------------------------
+    def _offer(self, feed: _Feed, upper_side: str, record: "MobilePositionRecord") -> None:
+        loop = asyncio.get_running_loop()
+        if feed.throttle.offer(upper_side, record, loop.time()):
+            self._send(feed, upper_side, record)
+        elif feed.timer is None:
+            self._arm(feed)
+
+    def _arm(self, feed: _Feed) -> None:
+        due = feed.throttle.next_due()
+        if due is not None and not feed.sub.terminated:
+            feed.timer = asyncio.get_running_loop().call_at(due, self._wake, feed)
+
+    def _wake(self, feed: _Feed) -> None:
+        feed.timer = None
+        if feed.sub.terminated:
+            self._close(id(feed.sub), feed)
+            return
+        for upper_side, record in feed.throttle.due(asyncio.get_running_loop().time()):
+            self._send(feed, upper_side, record)
+        self._arm(feed)
+
+    def _send(self, feed: _Feed, upper_side: str, record: "MobilePositionRecord") -> None:
+        link = feed.sub.link
+        message = position_notify(record, upper_side, link.next_sn())
+        self.platform._spawn(self._notify(feed.sub, message), f"position to upper {link.upper_id}")
+
+    async def _notify(self, sub: "UpperSubscription", message: m.MobilePositionNotify) -> None:
+        extra = {"device_id": sub.link.upper_id, "call_id": sub.call_id}
+        try:
+            response = await self.cascade.subscriptions.notify(sub, message)
+        except (Sip28181Error, OSError) as exc:
+            log.warning("position of %s not delivered to upper: %s", message.device_id, exc, extra=extra)
+            self.platform._count("upper_positions", "failed")
+            return
+        if response is None:        # the subscription ended meanwhile
+            return
+        ok = response.status == 200
+        self.platform._count("upper_positions", "sent" if ok else "refused")
+        log.log(logging.DEBUG if ok else logging.WARNING, "position of %s sent up: %d %s", message.device_id,
+                response.status, response.reason, extra=extra)
+
+    def stop(self) -> None:
+        for key, feed in list(self._feeds.items()):
+            self._close(key, feed)
