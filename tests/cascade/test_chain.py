@@ -164,6 +164,14 @@ async def test_province_plays_the_city_channel_over_http_flv(tmp_path, media_tra
             assert c.device.media.invites_received == 1
             assert [s.device_id for s in city.platform.streams.list()] == [c.device_id]
             assert [s.device_id for s in province.platform.streams.list()] == [city.sip_id]
+            # the city shows the province's call, sending over the transport the province chose
+            status, calls = await city.api.get(f"/api/v1/uppers/{province.sip_id}/calls")
+            assert status == 200 and len(calls) == 1, calls
+            call = calls[0]
+            assert (call["channel_id"], call["device_id"], call["kind"]) == (channel, c.device_id, "Play")
+            assert call["transport"] == media_transport and call["state"] == "sending"
+            status, catalog = await city.api.get(f"/api/v1/uppers/{province.sip_id}/catalog")
+            assert status == 200 and channel in [i["id"] for i in catalog["items"]], catalog
         frames = len(tags.video_frames)
         assert frames >= 40 and tags.audio_frames > 0
         pictures, key_first = await asyncio.to_thread(decode, tags.data)
