@@ -98,9 +98,11 @@ async def main(province_port: int, city_port: int) -> None:
         print(f"city.toml:\n{city_toml.read_text()}")
         city = Server(Config.load(["--config", str(city_toml)]))
 
-        seen: asyncio.Queue = asyncio.Queue()
+        seen: asyncio.Queue = asyncio.Queue()       # the city coming and going, at the province
+        alarms: asyncio.Queue = asyncio.Queue()
         await province.start()
-        province.platform.events.on(seen.put_nowait, DeviceOnline, DeviceOffline, AlarmReceived)
+        province.platform.events.on(seen.put_nowait, DeviceOnline, DeviceOffline)
+        province.platform.events.on(alarms.put_nowait, AlarmReceived)
         await city.start()
         camera = DeviceSimulator(CAMERA, server_id=CITY, server_port=city_port, password="camera-secret",
                                  channels=2)
@@ -141,7 +143,7 @@ async def main(province_port: int, city_port: int) -> None:
 
             await camera.management.send_alarm(channel_id, method=5, alarm_type=100001,
                                                image_urls=["http://127.0.0.1/outfall-2.jpg"])
-            event = await asyncio.wait_for(seen.get(), 10)
+            event = await asyncio.wait_for(alarms.get(), 10)
             alarm = event.alarm
             print(f"province: alarm from {event.device_id} on {alarm.alarm_device_id}: method {alarm.method} "
                   f"type {alarm.alarm_type} image {alarm.image_urls[0]}")
