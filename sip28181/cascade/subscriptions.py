@@ -12,6 +12,13 @@ it is ended too; an ended subscription gets a last NOTIFY with ``Subscription-St
 terminated``. NOTIFYs carry ``Subscription-State: active;expires=<remaining>`` and the Event as
 the upper sent it (``Catalog;id=…`` included). An upper that answers a NOTIFY with 481 has
 forgotten the dialog: the subscription is dropped.
+
+An upper holds one subscription per CmdType and target (the query's ``DeviceID``): a new
+SUBSCRIBE outside the dialog supersedes the older one, which is ended (``terminated;
+reason=rejected``: the upper already has the new one and need not subscribe again). Past
+:attr:`UpperSubscriptions.max_per_upper` live subscriptions a new one is refused with 403.
+Subscriptions belong to the upper, not to one :class:`~.link.UpperLink`: new settings rebind them
+to the new link (:meth:`UpperSubscriptions.rebind`); an upper removed gets them ended.
 """
 
 from __future__ import annotations
@@ -73,6 +80,9 @@ OnSubscribe = Callable[[UpperSubscription], Any]
 class UpperSubscriptions:
     """Every upper's subscriptions, by dialog; services notify through :meth:`notify`."""
 
+    #: live subscriptions one upper may hold (distinct CmdType and target each)
+    max_per_upper = 64
+
     def __init__(self, cascade: "Cascade") -> None:
         self.cascade = cascade
         self._kinds: dict[str, tuple[str, OnSubscribe | None]] = {}
@@ -107,7 +117,7 @@ class UpperSubscriptions:
         to_tag = request.to.tag
         if to_tag:
             sub = self._subs.get((request.call_id, to_tag))
-            if sub is None or sub.terminated or sub.link is not link:
+            if sub is None or sub.terminated or sub.link.upper_id != link.upper_id:
                 return Response.for_request(request, 481, "Subscription does not exist")
             sub.dialog.receive_request(request)
             return self._refresh(sub, request, DEFAULT_EXPIRES if expires is None else expires)
@@ -125,6 +135,12 @@ class UpperSubscriptions:
                                         to_tag=new_tag())
         cmd_type, on_subscribe = kind
         expires = min(DEFAULT_EXPIRES if expires is None else expires, MAX_EXPIRES)
+        older = self._same(link.upper_id, cmd_type, query.device_id) if expires else []
+        if expires and not older and len([s for s in self._subs.values()
+                                          if s.link.upper_id == link.upper_id]) >= self.max_per_upper:
+            log.warning("%s subscription refused: the upper holds %d already", cmd_type, self.max_per_upper,
+                        extra={"device_id": link.upper_id, "call_id": request.call_id})
+            return Response.for_request(request, 403, "Too many subscriptions", to_tag=new_tag())
         endpoint = self.cascade.platform.endpoint
         tag = new_tag()
         response = Response.for_request(request, 200, to_tag=tag)
@@ -150,6 +166,11 @@ class UpperSubscriptions:
         sub = UpperSubscription(link, cmd_type, event, query, dialog, loop.time() + expires)
         log.info("%s subscription from upper for %d s", cmd_type, expires,
                  extra={"device_id": link.upper_id, "call_id": request.call_id})
+        for old in older:
+            log.info("%s subscription superseded by a new one", old.cmd_type,
+                     extra={"device_id": link.upper_id, "call_id": old.call_id})
+            self._forget(old)
+            self._spawn(self._final(old, "rejected"), old)
         if expires == 0:        # a fetch: one NOTIFY, terminated
             sub.terminated = True
             self._spawn(self._final(sub, "timeout"), sub)
@@ -159,6 +180,11 @@ class UpperSubscriptions:
         if on_subscribe is not None:
             loop.call_soon(self._started, sub, on_subscribe)
         return response
+
+    def _same(self, upper_id: str, cmd_type: str, target: str | None) -> list[UpperSubscription]:
+        """The upper's live subscriptions for one CmdType and target."""
+        return [s for s in self._subs.values() if s.link.upper_id == upper_id and s.cmd_type == cmd_type
+                and (s.query.device_id or "") == (target or "")]
 
     def _started(self, sub: UpperSubscription, on_subscribe: OnSubscribe) -> None:
         try:
@@ -232,9 +258,22 @@ class UpperSubscriptions:
         for sub in list(self._subs.values()):
             self._forget(sub)
 
-    def drop(self, link: "UpperLink") -> None:
-        for sub in [s for s in self._subs.values() if s.link is link]:
+    def drop(self, link: "UpperLink | str") -> None:
+        """Forget an upper's subscriptions without a word."""
+        upper = link if isinstance(link, str) else link.upper_id
+        for sub in [s for s in self._subs.values() if s.link.upper_id == upper]:
             self._forget(sub)
+
+    def rebind(self, link: "UpperLink") -> None:
+        """The upper's subscriptions go on through ``link`` (its new settings)."""
+        for sub in self._subs.values():
+            if sub.link.upper_id == link.upper_id:
+                sub.link = link
+
+    async def end(self, upper_id: str, reason: str = "rejected") -> None:
+        """End every subscription of an upper, each with its last NOTIFY (sent together)."""
+        subs = [s for s in self._subs.values() if s.link.upper_id == upper_id]
+        await asyncio.gather(*(self.terminate(s, reason) for s in subs))
 
     # -- notifying --------------------------------------------------------------------------------
     async def notify(self, sub: UpperSubscription, message: m.Message | str) -> Response | None:
