@@ -8,10 +8,15 @@ children, elements we have no field for). An upper holding an alarm subscription
 with a ``Query Alarm`` body, served by :mod:`.subscriptions`) gets the alarms its query's filters
 let through as NOTIFYs in that dialog; any other online upper gets a MESSAGE, answered SIP 200
 and then ``Response Alarm`` with our SN, which is matched here.
+
+Alarms to one upper go one after another's answer, from one queue per upper drained by one task:
+an upper that stops answering holds up only its own alarms, and at most
+:attr:`AlarmForwarder.max_queued` of them wait (the oldest is dropped first, counted and logged).
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -79,6 +84,10 @@ class AlarmForwarder:
         #: The last alarms sent up, by (upper ID, SN), for their acknowledgements.
         self.sent: collections.OrderedDict[tuple[str, int], ForwardedAlarm] = collections.OrderedDict()
         self._remember = remember
+        #: alarms waiting for one upper beyond which the oldest is dropped
+        self.max_queued = 200
+        self._queues: dict[str, collections.deque[tuple[m.AlarmNotify, ForwardedAlarm, Any]]] = {}
+        self._senders: dict[str, asyncio.Task] = {}
         self.platform.management.alarms.listeners.append(self._on_alarm)
         cascade.message_handlers["Alarm"] = self._on_message
         cascade.subscriptions.register("Alarm")
@@ -98,7 +107,49 @@ class AlarmForwarder:
                 self.sent[(link.upper_id, up.sn)] = entry
                 while len(self.sent) > self._remember:
                     self.sent.popitem(last=False)
-                self.platform._spawn(self._send(link, up, entry, sub), f"alarm to upper {link.upper_id}")
+                self._enqueue(link.upper_id, up, entry, sub)
+
+    def _enqueue(self, upper_id: str, message: m.AlarmNotify, entry: ForwardedAlarm, sub: Any) -> None:
+        queue = self._queues.setdefault(upper_id, collections.deque())
+        if len(queue) >= self.max_queued:
+            _, dropped, _ = queue.popleft()
+            log.warning("alarm of %s to upper dropped: %d alarms waiting already", dropped.alarm_device_id,
+                        len(queue), extra={"device_id": upper_id})
+            self.platform._count("upper_alarms", "dropped")
+        queue.append((message, entry, sub))
+        if upper_id not in self._senders:
+            self._senders[upper_id] = self.platform._spawn(self._drain(upper_id, queue), f"alarms to upper {upper_id}")
+
+    async def _drain(self, upper_id: str, queue: collections.deque) -> None:
+        """Send an upper its waiting alarms in order, each after the previous one's answer."""
+        try:
+            while queue:
+                message, entry, sub = queue.popleft()
+                link = self.cascade.links.get(upper_id)
+                if link is None or not link.online:
+                    log.warning("%d alarms to upper dropped: it is offline", len(queue) + 1,
+                                extra={"device_id": upper_id})
+                    for _ in range(len(queue) + 1):
+                        self.platform._count("upper_alarms", "dropped")
+                    queue.clear()
+                    return
+                await self._send(link, message, entry, sub)
+        finally:
+            if self._senders.get(upper_id) is asyncio.current_task():
+                del self._senders[upper_id]
+                if not queue and self._queues.get(upper_id) is queue:
+                    del self._queues[upper_id]
+
+    def waiting(self, upper_id: str) -> int:
+        """Alarms waiting to go to an upper (not counting the one on its way)."""
+        queue = self._queues.get(upper_id)
+        return len(queue) if queue is not None else 0
+
+    def stop(self) -> None:
+        senders, self._senders = self._senders, {}
+        for task in senders.values():
+            task.cancel()
+        self._queues.clear()
 
     async def _send(self, link: "UpperLink", message: m.AlarmNotify, entry: ForwardedAlarm, sub: Any) -> None:
         extra = {"device_id": link.upper_id}
