@@ -17,7 +17,10 @@ Queries from the upper (answered 200 by the cascade first, then here):
 Catalog changes (device catalogs, channel status events, devices going on- or offline) are diffed
 against what each online upper was last shown and sent as ``Notify Catalog`` with ADD, DEL,
 UPDATE, ON, OFF items: in the dialog of each catalog subscription the upper holds, or, for an
-upper that never subscribed, as a MESSAGE.
+upper that never subscribed, as a MESSAGE. One notifier task per upper sends them: changes that
+arrive while it is busy wait and go up together next. What the upper was shown advances only when
+it took every message (2xx); anything else and the same changes go again after :data:`RETRY`
+seconds (while the upper stays online).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ __all__ = ["Northbound"]
 
 #: changes arriving within this many seconds go up in one notification
 SETTLE = 0.2
+#: wait before sending again changes an upper did not take, seconds
+RETRY = 5.0
 
 
 class Northbound:
@@ -57,7 +62,9 @@ class Northbound:
         self._cache: dict[str, tuple[Any, SharedCatalog]] = {}
         self._shown: dict[str, SharedCatalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._pending = False
+        #: per upper: set when there are changes to send; its notifier task
+        self._wakes: dict[str, asyncio.Event] = {}
+        self._notifiers: dict[str, asyncio.Task] = {}
         self.subscriptions = UpperSubscriptions(cascade)
         self.subscriptions.register("Catalog", self._on_catalog_subscribe)
         handlers = cascade.message_handlers
@@ -71,6 +78,9 @@ class Northbound:
 
     def stop(self) -> None:
         self.subscriptions.stop()
+        notifiers, self._notifiers = self._notifiers, {}
+        for task in notifiers.values():
+            task.cancel()
 
     # -- the shared catalog -------------------------------------------------------------------------
     def _devices(self) -> list[LocalDevice]:
@@ -133,24 +143,34 @@ class Northbound:
                     for part in packets(items, link.settings.catalog_group)]
         log.info("catalog for upper: %d items in %d messages", len(items), len(messages),
                  extra=self._extra(link, request))
-        self.platform._spawn(self._send_all(link, messages, "catalog answer"), f"catalog to {link.upper_id}")
+        whole = shared if target == link.local_id else None
+        self.platform._spawn(self._answer_catalog(link, messages, whole), f"catalog to {link.upper_id}")
+
+    async def _answer_catalog(self, link: "UpperLink", messages: list[m.Message], whole: SharedCatalog | None) -> None:
+        """Send a catalog answer; once the upper took all of the whole catalog, it has been shown it."""
+        sent = await self._send_all(link, messages, "catalog answer")
+        if whole is not None and sent == len(messages):
+            self._shown[link.upper_id] = whole
 
     async def _send_all(self, link: "UpperLink", messages: list[m.Message], what: str) -> int:
         """Send one after another's 200 OK (a failure ends the answer); returns how many went."""
-        sent = 0
         async with self._lock(link):
-            for message in messages:
-                try:
-                    response = await link.send_manscdp(message.to_xml())
-                except (Sip28181Error, OSError) as exc:
-                    log.warning("%s: message %d of %d not answered (%s)", what, sent + 1, len(messages), exc,
-                                extra={"device_id": link.upper_id})
-                    break
-                if response.status >= 300:
-                    log.warning("%s: upper answered %d %s", what, response.status, response.reason,
-                                extra={"device_id": link.upper_id})
-                    break
-                sent += 1
+            return await self._send_each(link, messages, what)
+
+    async def _send_each(self, link: "UpperLink", messages: list[m.Message], what: str) -> int:
+        sent = 0
+        for message in messages:
+            try:
+                response = await link.send_manscdp(message.to_xml())
+            except (Sip28181Error, OSError) as exc:
+                log.warning("%s: message %d of %d not answered (%s)", what, sent + 1, len(messages), exc,
+                            extra={"device_id": link.upper_id})
+                break
+            if response.status >= 300:
+                log.warning("%s: upper answered %d %s", what, response.status, response.reason,
+                            extra={"device_id": link.upper_id})
+                break
+            sent += 1
         self.platform._count("cascade_catalog_messages", what.replace(" ", "_"))
         return sent
 
@@ -214,21 +234,37 @@ class Northbound:
         if isinstance(event, DeviceRegistered) and event.refresh:
             return
         self._cache.clear()
-        if not self._pending and self._shown:
-            self._pending = True
-            self.platform._spawn(self._notify_later(), "catalog changes to uppers")
-
-    async def _notify_later(self) -> None:
-        try:
-            await asyncio.sleep(SETTLE)
-        finally:
-            self._pending = False
         for upper_id in list(self._shown):
-            link = self.cascade.links.get(upper_id)
-            if link is None or not link.online:
-                self._shown.pop(upper_id, None)
-                continue
-            await self.notify_changes(link)
+            self._kick(upper_id)
+
+    def _kick(self, upper_id: str) -> None:
+        """There are changes for this upper: its notifier sends them (started when not running)."""
+        wake = self._wakes.get(upper_id)
+        if wake is None:
+            wake = self._wakes[upper_id] = asyncio.Event()
+        wake.set()
+        if upper_id not in self._notifiers:
+            self._notifiers[upper_id] = self.platform._spawn(self._notifier(upper_id, wake),
+                                                             f"catalog changes to upper {upper_id}")
+
+    async def _notifier(self, upper_id: str, wake: asyncio.Event) -> None:
+        """Send one upper its changes, one batch at a time, until none are left (or it is gone)."""
+        try:
+            while wake.is_set():
+                wake.clear()
+                await asyncio.sleep(SETTLE)             # changes close together go up together
+                link = self.cascade.links.get(upper_id)
+                if link is None or not link.online:
+                    self._shown.pop(upper_id, None)
+                    return
+                if upper_id not in self._shown:
+                    return
+                if not await self._notify(link):
+                    await asyncio.sleep(RETRY)
+                    wake.set()
+        finally:
+            if self._notifiers.get(upper_id) is asyncio.current_task():
+                del self._notifiers[upper_id]
 
     @staticmethod
     def _notifies(link: "UpperLink", events: list[m.CatalogItem]) -> list[m.Message]:
@@ -250,32 +286,53 @@ class Northbound:
 
     async def notify_changes(self, link: "UpperLink") -> int:
         """Send ``link``'s upper what changed since it was last shown the catalog; the number of
-        catalog events sent."""
-        old = self._shown.get(link.upper_id)
-        new = self.shared(link)
-        self._shown[link.upper_id] = new
-        events = diff(old, new)
-        if not events:
-            return 0
-        subs = self.subscriptions.active(link, "Catalog")
-        log.info("catalog changes to upper: %s", ", ".join(f"{i.event} {i.device_id}" for i in events[:20]),
-                 extra={"device_id": link.upper_id})
-        if not subs:
-            await self._send_all(link, self._notifies(link, events), "catalog notify")
-            return len(events)
-        for sub in subs:
-            scoped = self._scope(sub, old, new, events)
-            if not scoped:
-                continue
-            async with self._lock(link):
-                for part in self._notifies(link, scoped):
-                    try:
-                        response = await self.subscriptions.notify(sub, part)
-                    except (Sip28181Error, OSError) as exc:
-                        log.warning("catalog NOTIFY not answered: %s", exc,
-                                    extra={"device_id": link.upper_id, "call_id": sub.call_id})
-                        break
-                    if response is None or response.status >= 300:
-                        break
-            self.platform._count("cascade_catalog_messages", "catalog_notify")
-        return len(events)
+        catalog events sent (0 too when it did not take them: they go again next time)."""
+        sent: list[int] = []
+        await self._notify(link, sent)
+        return sum(sent)
+
+    async def _notify(self, link: "UpperLink", sent: list[int] | None = None) -> bool:
+        """Send the changes; True when the upper took them all (it has then been shown them)."""
+        upper_id = link.upper_id
+        async with self._lock(link):
+            old = self._shown.get(upper_id)
+            new = self.shared(link)
+            events = diff(old, new)
+            ok = True
+            if events:
+                log.info("catalog changes to upper: %s", ", ".join(f"{i.event} {i.device_id}" for i in events[:20]),
+                         extra={"device_id": upper_id})
+                subs = self.subscriptions.active(link, "Catalog")
+                if not subs:
+                    messages = self._notifies(link, events)
+                    ok = await self._send_each(link, messages, "catalog notify") == len(messages)
+                for sub in subs:
+                    scoped = self._scope(sub, old, new, events)
+                    if scoped:
+                        ok = await self._notify_sub(link, sub, scoped) and ok
+            if not ok:
+                return False
+            if self._shown.get(upper_id) is old and (old is not None or upper_id in self._shown):
+                self._shown[upper_id] = new
+            if sent is not None:
+                sent.append(len(events))
+            return True
+
+    async def _notify_sub(self, link: "UpperLink", sub: UpperSubscription, events: list[m.CatalogItem]) -> bool:
+        """The events in the subscription's dialog; False when the upper did not take them (a
+        subscription ended meanwhile, or one it forgot with 481, needs nothing more)."""
+        self.platform._count("cascade_catalog_messages", "catalog_notify")
+        for part in self._notifies(link, events):
+            try:
+                response = await self.subscriptions.notify(sub, part)
+            except (Sip28181Error, OSError) as exc:
+                log.warning("catalog NOTIFY not answered: %s", exc,
+                            extra={"device_id": link.upper_id, "call_id": sub.call_id})
+                return False
+            if response is None or sub.terminated:
+                return True
+            if response.status >= 300:
+                log.warning("catalog NOTIFY: upper answered %d %s", response.status, response.reason,
+                            extra={"device_id": link.upper_id, "call_id": sub.call_id})
+                return False
+        return True
