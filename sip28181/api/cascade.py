@@ -57,6 +57,7 @@ class UpperIn(BaseModel):
     platform_node: bool = True
     allow_control: bool = True
     media_host: str | None = None
+    check_source: bool = Field(True, description="take the upper's requests only from host (off: NAT, several addresses)")
 
 
 #: Validated by :func:`~sip28181.cascade.settings.parse_upper`, documented as :class:`UpperIn`.

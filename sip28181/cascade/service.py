@@ -3,11 +3,19 @@
 A request whose From user is the SIP ID of a configured upper belongs to that upper (PROTOCOL
 §11): it is answered by the handler registered for its method in :attr:`Cascade.request_handlers`
 (catalog and queries, control, subscriptions, media sessions), never by the device-facing path.
+
+Only when it comes from the upper's configured ``host``, though (unless its ``check_source`` is
+off): anyone can write an upper's ID in From, and what an upper may ask for includes PTZ. A
+REGISTER is never the upper's business as our upper: an upper that is also our lower (peer
+interconnect) registers through the registrar like any device.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -30,6 +38,17 @@ UpperHandler = Callable[[UpperLink, Request, Flow], None]
 UpperMessageHandler = Callable[[UpperLink, Envelope, Request], None]
 
 
+def _ip(host: str) -> str | None:
+    """``host`` as a normalised IP address (IPv4-mapped IPv6 as IPv4); None for a name."""
+    try:
+        addr = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr)
+
+
 class Cascade:
     """All uppers of one platform (none is fine: then it routes nothing)."""
 
@@ -44,6 +63,10 @@ class Cascade:
         #: Called with (link, online, reason) when a link comes up or goes down.
         self.listeners: list[Callable[[UpperLink, bool, str], Any]] = []
         self._started = False
+        #: longest wait for the uppers to take our unregistration at shutdown, seconds (together)
+        self.stop_timeout = 8.0
+        #: the addresses each upper's requests may come from (its ``host``, resolved)
+        self._addresses: dict[str, frozenset[str]] = {}
         from .invite import UpperMedia
         #: INVITE/BYE/CANCEL/INFO from uppers: video of shared channels sent up as PS/RTP
         self.media = UpperMedia(self)
@@ -52,6 +75,7 @@ class Cascade:
             if settings.sip_id in self.links:
                 raise ValueError(f"upper {settings.sip_id} configured twice")
             self.links[settings.sip_id] = UpperLink(self, settings)
+            self._learn_address(self.links[settings.sip_id])
         from .northbound import Northbound
         #: what uppers see: shared catalog, ID mapping, answers, subscriptions, change notifications
         self.northbound = Northbound(self)
@@ -75,15 +99,28 @@ class Cascade:
         await load_saved(self)      # uppers managed through the API override the config's
         self._started = True
         for link in self.links.values():
+            self._learn_address(link)
             link.start()
 
     async def stop(self) -> None:
+        """Unregister from every upper at once, all within :attr:`stop_timeout`."""
         self._started = False
         await self.media.close()
         self.northbound.stop()
+        self.alarms.stop()
         self.positions.stop()
-        for link in list(self.links.values()):
-            await link.stop()
+        links = list(self.links.values())
+        stops = {asyncio.ensure_future(link.stop()): link for link in links}
+        if not stops:
+            return
+        _, late = await asyncio.wait(stops, timeout=self.stop_timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*stops, return_exceptions=True)
+        for task in late:
+            link = stops[task]
+            log.warning("upper did not take our unregistration in time", extra={"device_id": link.upper_id})
+            await link.stop(unregister=False)
 
     # -- links ------------------------------------------------------------------------------------
     def link(self, upper_id: str) -> UpperLink:
@@ -101,24 +138,34 @@ class Cascade:
         if settings.sip_id in self.links:
             raise ValueError(f"upper {settings.sip_id} already exists")
         link = self.links[settings.sip_id] = UpperLink(self, settings)
+        self._learn_address(link)
         if self._started:
             link.start()
         return link
 
     async def update(self, settings: UpperSettings) -> UpperLink:
-        """Replace an upper's settings: its link is unregistered and started again."""
+        """Replace an upper's settings: its link is unregistered and started again. The upper's
+        subscriptions live on with the new link (a disabled upper's are ended)."""
         settings = parse_upper(settings)
         old = self.link(settings.sip_id)
+        if not settings.enabled:
+            await self.subscriptions.end(old.upper_id)
         await old.stop()
         link = self.links[settings.sip_id] = UpperLink(self, settings)
+        self.subscriptions.rebind(link)
+        self._learn_address(link)
         if self._started:
             link.start()
         return link
 
     async def remove(self, upper_id: str) -> None:
+        """Forget an upper: its subscriptions end (a last NOTIFY each), then it is unregistered."""
         link = self.link(upper_id)
+        await self.subscriptions.end(upper_id)
         await link.stop()
-        del self.links[upper_id]
+        if self.links.get(upper_id) is link:
+            del self.links[upper_id]
+            self._addresses.pop(upper_id, None)
 
     def link_changed(self, link: UpperLink, *, online: bool, reason: str) -> None:
         from ..platform.events import UpperOffline, UpperOnline
@@ -138,16 +185,56 @@ class Cascade:
 
     # -- requests from uppers ---------------------------------------------------------------------
     def link_for(self, request: Request) -> UpperLink | None:
-        """The upper a request comes from (by its From user), if any."""
-        if not self.links:
+        """The upper a request comes from (by its From user), if any. A REGISTER never is: an
+        upper registering to us is our lower as well, a device to the registrar."""
+        if not self.links or request.method == "REGISTER":
             return None
         return self.links.get(request.from_user or "")
+
+    def _learn_address(self, link: UpperLink) -> None:
+        """Note where ``link``'s upper sends from: its host, resolved once when it is a name."""
+        host = link.settings.host
+        ip = _ip(host)
+        if ip is not None:
+            self._addresses[link.upper_id] = frozenset({ip})
+            return
+        self._addresses.pop(link.upper_id, None)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return                  # resolved at start
+        self.platform._spawn(self._resolve(link), f"address of upper {link.upper_id}")
+
+    async def _resolve(self, link: UpperLink) -> None:
+        s = link.settings
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(s.host, s.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            log.warning("upper's host %s does not resolve: %s (its requests are refused)", s.host, exc,
+                        extra={"device_id": link.upper_id})
+            return
+        if self.links.get(link.upper_id) is link:
+            self._addresses[link.upper_id] = frozenset(a for a in (_ip(str(i[4][0])) for i in infos) if a)
+
+    def from_upper(self, link: UpperLink, flow: Flow) -> bool:
+        """Whether a request under ``link``'s ID came from the upper's address."""
+        if not link.settings.check_source:
+            return True
+        return _ip(flow.host) in self._addresses.get(link.upper_id, frozenset())
 
     def on_request(self, request: Request, flow: Flow) -> bool:
         """Answer a request if it comes from an upper; False leaves it to the device-facing path."""
         link = self.link_for(request)
         if link is None:
             return False
+        if not self.from_upper(link, flow):
+            log.warning("%s under the upper's ID from %s:%s, not its host %s: refused", request.method,
+                        flow.host, flow.port, link.settings.host,
+                        extra={"device_id": link.upper_id, "call_id": request.call_id})
+            if request.method != "ACK":
+                self.platform.endpoint.respond(Response.for_request(
+                    request, 403, "Not from the upper platform's address", to_tag=new_tag()))
+            return True
         handler = self.request_handlers.get(request.method)
         if handler is not None:
             handler(link, request, flow)

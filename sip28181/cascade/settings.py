@@ -77,6 +77,9 @@ class UpperSettings:
     """Forward PTZ and device control from this upper (local control still takes priority)."""
     media_host: str | None = None
     """Address we put in SDP answers to this upper; None means the media service's address."""
+    check_source: bool = True
+    """Take requests under this upper's ID only from ``host`` (turn off for an upper behind NAT or
+    sending from several addresses)."""
 
     @property
     def key(self) -> str:
@@ -175,6 +178,7 @@ def parse_upper(raw: Mapping[str, Any] | UpperSettings, where: str = "upper") ->
     boolean("enabled")
     boolean("platform_node")
     boolean("allow_control")
+    boolean("check_source")
     integer("register_interval", 60, 86400 * 7)
     integer("keepalive_interval", 1, 86400)
     integer("keepalive_timeout_count", 1, 100)
