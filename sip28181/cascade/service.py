@@ -75,7 +75,6 @@ class Cascade:
             if settings.sip_id in self.links:
                 raise ValueError(f"upper {settings.sip_id} configured twice")
             self.links[settings.sip_id] = UpperLink(self, settings)
-            self._learn_address(self.links[settings.sip_id])
         from .northbound import Northbound
         #: what uppers see: shared catalog, ID mapping, answers, subscriptions, change notifications
         self.northbound = Northbound(self)
@@ -199,11 +198,8 @@ class Cascade:
             self._addresses[link.upper_id] = frozenset({ip})
             return
         self._addresses.pop(link.upper_id, None)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return                  # resolved at start
-        self.platform._spawn(self._resolve(link), f"address of upper {link.upper_id}")
+        if self._started:             # else at start
+            self.platform._spawn(self._resolve(link), f"address of upper {link.upper_id}")
 
     async def _resolve(self, link: UpperLink) -> None:
         s = link.settings
