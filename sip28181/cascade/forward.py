@@ -269,11 +269,10 @@ class Forwarder:
                             answered, m.DeviceControlResponse)
 
     async def _device_config(self, link: "UpperLink", config: m.DeviceConfig, call_id: str) -> None:
-        await self._control(link, config, call_id, "DeviceConfig", "DeviceConfig", True, m.DeviceConfigResponse,
-                            to_device=True)
+        await self._control(link, config, call_id, "DeviceConfig", "DeviceConfig", True, m.DeviceConfigResponse)
 
     async def _control(self, link: "UpperLink", message: Any, call_id: str, command: str, detail: str,
-                       answered: bool, response_cls: type, *, to_device: bool = False) -> None:
+                       answered: bool, response_cls: type) -> None:
         asked = message.device_id
         source = upper_source(link.upper_id)
         target = self._target(link, asked)
@@ -286,7 +285,9 @@ class Forwarder:
                 await self._send(link, response_cls(sn=message.sn, device_id=asked, result="ERROR"), call_id)
             return
         queries = self._queries
-        down = dataclasses.replace(message, sn=queries.next_sn(), device_id=device_id if to_device else channel_id)
+        # the channel's own ID: a channel behind an NVR is configured, not the NVR (a device shared
+        # as itself has its device ID as the channel ID)
+        down = dataclasses.replace(message, sn=queries.next_sn(), device_id=channel_id)
         result, outcome = "OK", "ok"
         try:
             state = queries.reachable(device_id)
