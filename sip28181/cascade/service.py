@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -65,8 +64,6 @@ class Cascade:
         self._started = False
         #: longest wait for the uppers to take our unregistration at shutdown, seconds (together)
         self.stop_timeout = 8.0
-        #: the addresses each upper's requests may come from (its ``host``, resolved)
-        self._addresses: dict[str, frozenset[str]] = {}
         from .invite import UpperMedia
         #: INVITE/BYE/CANCEL/INFO from uppers: video of shared channels sent up as PS/RTP
         self.media = UpperMedia(self)
@@ -98,7 +95,6 @@ class Cascade:
         await load_saved(self)      # uppers managed through the API override the config's
         self._started = True
         for link in self.links.values():
-            self._learn_address(link)
             link.start()
 
     async def stop(self) -> None:
@@ -137,7 +133,6 @@ class Cascade:
         if settings.sip_id in self.links:
             raise ValueError(f"upper {settings.sip_id} already exists")
         link = self.links[settings.sip_id] = UpperLink(self, settings)
-        self._learn_address(link)
         if self._started:
             link.start()
         return link
@@ -152,7 +147,6 @@ class Cascade:
         await old.stop()
         link = self.links[settings.sip_id] = UpperLink(self, settings)
         self.subscriptions.rebind(link)
-        self._learn_address(link)
         if self._started:
             link.start()
         return link
@@ -164,7 +158,6 @@ class Cascade:
         await link.stop()
         if self.links.get(upper_id) is link:
             del self.links[upper_id]
-            self._addresses.pop(upper_id, None)
 
     def link_changed(self, link: UpperLink, *, online: bool, reason: str) -> None:
         from ..platform.events import UpperOffline, UpperOnline
@@ -190,33 +183,12 @@ class Cascade:
             return None
         return self.links.get(request.from_user or "")
 
-    def _learn_address(self, link: UpperLink) -> None:
-        """Note where ``link``'s upper sends from: its host, resolved once when it is a name."""
-        host = link.settings.host
-        ip = _ip(host)
-        if ip is not None:
-            self._addresses[link.upper_id] = frozenset({ip})
-            return
-        self._addresses.pop(link.upper_id, None)
-        if self._started:             # else at start
-            self.platform._spawn(self._resolve(link), f"address of upper {link.upper_id}")
-
-    async def _resolve(self, link: UpperLink) -> None:
-        s = link.settings
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(s.host, s.port, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            log.warning("upper's host %s does not resolve: %s (its requests are refused)", s.host, exc,
-                        extra={"device_id": link.upper_id})
-            return
-        if self.links.get(link.upper_id) is link:
-            self._addresses[link.upper_id] = frozenset(a for a in (_ip(str(i[4][0])) for i in infos) if a)
-
     def from_upper(self, link: UpperLink, flow: Flow) -> bool:
         """Whether a request under ``link``'s ID came from the upper's address."""
         if not link.settings.check_source:
             return True
-        return _ip(flow.host) in self._addresses.get(link.upper_id, frozenset())
+        source = _ip(flow.host)
+        return source is not None and source in (_ip(link.settings.host), _ip(link.address or ""))
 
     def on_request(self, request: Request, flow: Flow) -> bool:
         """Answer a request if it comes from an upper; False leaves it to the device-facing path."""
