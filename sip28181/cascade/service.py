@@ -109,7 +109,7 @@ class Cascade:
         """Replace an upper's settings: its link is unregistered and started again."""
         settings = parse_upper(settings)
         old = self.link(settings.sip_id)
-        await old.stop()
+        await old.stop(unregister=not self.media.keeps_calls(old.settings, settings))  # its video goes on
         link = self.links[settings.sip_id] = UpperLink(self, settings)
         if self._started:
             link.start()
