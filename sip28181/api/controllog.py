@@ -44,7 +44,8 @@ class ControlLogQuery(PageQuery):
 def register_routes(api: ApiRouter) -> None:
     @api.get("/control-log", response=list[ControlLogOut], query=ControlLogQuery, tags=["control"])
     async def control_log(request: web.Request, query: ControlLogQuery) -> list[ControlLogOut]:
-        """PTZ and device controls, local and from upper platforms, newest first."""
+        """PTZ and device controls, local and from upper platforms, newest first (kept for
+        ``[cascade] control_log_days``, 90 by default)."""
         records = await request.app[PLATFORM].cascade.forward.log.search(
             device_id=query.device_id, source=query.source, start=_ts(query.start) if query.start else None,
             end=_ts(query.end) if query.end else None, limit=query.limit, offset=query.offset)

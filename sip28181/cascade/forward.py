@@ -3,6 +3,9 @@
 RecordInfo, PresetQuery and ConfigDownload go to the device with the channel's own ID and an SN
 of ours; the device's answer (gathered across packets) goes back to the upper with the upper's SN
 and the IDs it knows, in packets of ``catalog_group`` items sent one after another's 200 OK.
+The 2022 queries (HomePositionQuery, CruiseTrackListQuery, CruiseTrackQuery, PTZPosition,
+SDCardStatus; PROTOCOL §5.13) go down the same way and their one-packet answer is relayed
+whatever it holds: only the SN and the DeviceID are the upper's.
 DeviceControl (PTZCmd verbatim, and the other commands) and DeviceConfig go down the same way
 when the upper is allowed to control (``allow_control``); commands with a business Response
 (§5.3) get the device's ``Result`` relayed, the others end with the device's SIP 200.
@@ -14,7 +17,7 @@ an upper, is written to the control log (:mod:`.controllog`).
 
 What cannot be forwarded is answered, never dropped: an unknown or unshared ID, an offline device
 or a device that does not answer gives an empty list (RecordInfo, PresetQuery) or ``Result
-ERROR`` (ConfigDownload, controls with a Response).
+ERROR`` (ConfigDownload, the 2022 queries, controls with a Response).
 """
 
 from __future__ import annotations
@@ -101,7 +104,11 @@ def _ok(result: str | None) -> bool:
 class Forwarder:
     """The upper's RecordInfo, PresetQuery, ConfigDownload, DeviceControl and DeviceConfig."""
 
-    HANDLED = ("RecordInfo", "PresetQuery", "ConfigDownload", "DeviceControl", "DeviceConfig")
+    #: 2022 queries relayed as they are answered (no typed Response: any content goes up)
+    RELAYED = (m.HomePositionQuery, m.CruiseTrackListQuery, m.CruiseTrackQuery, m.PtzPositionQuery,
+               m.SdCardStatusQuery)
+    HANDLED = ("RecordInfo", "PresetQuery", "ConfigDownload", "DeviceControl", "DeviceConfig",
+               *(cls.CMD_TYPE for cls in RELAYED))
 
     def __init__(self, cascade: "Cascade") -> None:
         self.cascade = cascade
@@ -111,6 +118,7 @@ class Forwarder:
         self._work = {m.RecordInfoQuery: self._record_info, m.PresetQuery: self._presets,
                       m.ConfigDownloadQuery: self._config_download, m.DeviceControl: self._device_control,
                       m.DeviceConfig: self._device_config}
+        self._work.update({cls: self._relay for cls in self.RELAYED})
         for cmd_type in self.HANDLED:
             cascade.message_handlers[cmd_type] = self._on_message
 
@@ -240,6 +248,26 @@ class Forwarder:
                 log.info("ConfigDownload for upper %s: %s", link.upper_id, exc, extra={"device_id": device_id})
         await self._send(link, answer, call_id)
 
+    async def _relay(self, link: "UpperLink", query: m.Message, call_id: str) -> None:
+        """A 2022 query: down with the channel's ID, the device's answer up with the upper's SN
+        and ID; ``Result ERROR`` when it cannot be asked or does not answer."""
+        asked = query.device_id
+        answer: m.Message = m.UnknownMessage(sn=query.sn, device_id=asked, unknown_kind=m.Kind.RESPONSE,
+                                             unknown_cmd_type=query.cmd_type, extra=[m.XmlNode("Result", "ERROR")])
+        target = self._target(link, asked)
+        if target is None:
+            log.info("%s from upper for %s: not shared", query.cmd_type, asked,
+                     extra={"device_id": link.upper_id, "call_id": call_id})
+        else:
+            device_id, channel_id = target
+            down = dataclasses.replace(query, sn=self._queries.next_sn(), device_id=channel_id)
+            try:
+                response = await self._queries.request(device_id, down)
+                answer = dataclasses.replace(response, sn=query.sn, device_id=asked)
+            except (Sip28181Error, OSError) as exc:
+                log.info("%s for upper %s: %s", query.cmd_type, link.upper_id, exc, extra={"device_id": device_id})
+        await self._send(link, answer, call_id)
+
     def _own_config(self, link: "UpperLink", query: m.ConfigDownloadQuery) -> m.ConfigDownloadResponse:
         """ConfigDownload of our own ID: our registration with this upper, as BasicParam."""
         types = {t.strip().lower() for t in (query.config_type or "").split("/")}
@@ -269,11 +297,10 @@ class Forwarder:
                             answered, m.DeviceControlResponse)
 
     async def _device_config(self, link: "UpperLink", config: m.DeviceConfig, call_id: str) -> None:
-        await self._control(link, config, call_id, "DeviceConfig", "DeviceConfig", True, m.DeviceConfigResponse,
-                            to_device=True)
+        await self._control(link, config, call_id, "DeviceConfig", "DeviceConfig", True, m.DeviceConfigResponse)
 
     async def _control(self, link: "UpperLink", message: Any, call_id: str, command: str, detail: str,
-                       answered: bool, response_cls: type, *, to_device: bool = False) -> None:
+                       answered: bool, response_cls: type) -> None:
         asked = message.device_id
         source = upper_source(link.upper_id)
         target = self._target(link, asked)
@@ -286,7 +313,9 @@ class Forwarder:
                 await self._send(link, response_cls(sn=message.sn, device_id=asked, result="ERROR"), call_id)
             return
         queries = self._queries
-        down = dataclasses.replace(message, sn=queries.next_sn(), device_id=device_id if to_device else channel_id)
+        # the channel's own ID: a channel behind an NVR is configured, not the NVR (a device shared
+        # as itself has its device ID as the channel ID)
+        down = dataclasses.replace(message, sn=queries.next_sn(), device_id=channel_id)
         result, outcome = "OK", "ok"
         try:
             state = queries.reachable(device_id)

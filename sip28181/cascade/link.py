@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import random
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -88,6 +90,14 @@ def _result_of(exc: BaseException) -> str:
     return "unreachable"
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _granted(response: Response, asked: int) -> int:
     """The ``Expires`` of a 200 to our REGISTER (header, else the Contact's parameter), else ``asked``."""
     value = response.headers.get("Expires")
@@ -138,6 +148,8 @@ class UpperLink:
         self._cseq = 0
         self._sn = 0
         self._flow: Flow | None = None
+        #: the IP address requests go to: ``host`` itself when it is one, else what it resolved to
+        self.address: str | None = settings.host if _is_ip(settings.host) else None
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._lost = False          # the TCP connection to the upper dropped
@@ -328,6 +340,8 @@ class UpperLink:
         self.last_error_at = time.time()
         self.state = LinkState.RETRYING
         self._call_id = ""
+        if not _is_ip(self.settings.host):
+            self.address = None     # the name may point elsewhere by the next attempt
         log.warning("registration with upper %s:%d failed (%d in a row): %s", self.settings.host,
                     self.settings.port, self.failures, self.last_error, extra=self._extra)
 
@@ -344,14 +358,42 @@ class UpperLink:
             self.cascade.link_changed(self, online=False, reason=reason)
 
     # -- signalling -------------------------------------------------------------------------------
+    async def resolve(self) -> str:
+        """The upper's IP address. A ``host`` that is a name is looked up once, without blocking
+        the loop (a name in a flow would cost a blocking lookup per datagram), and again only
+        after a failed registration; :class:`UpperError` when it does not resolve."""
+        if self.address is not None:
+            return self.address
+        s = self.settings
+        kind = socket.SOCK_DGRAM if s.transport == "udp" else socket.SOCK_STREAM
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(s.host, s.port, type=kind)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise UpperError(0, f"host {s.host} not resolved: {exc}") from None
+        family = self._family()
+        usable = [info for info in infos if family is None or info[0] == family]
+        if not usable:
+            raise UpperError(0, f"host {s.host} has no address our SIP socket can reach")
+        self.address = str(usable[0][4][0])
+        log.info("upper host %s is %s", s.host, self.address, extra=self._extra)
+        return self.address
+
+    def _family(self) -> int | None:
+        """The address family of our SIP listener (None: any)."""
+        host = self.cascade.platform.config.sip_host
+        if not _is_ip(host):
+            return None
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+
     async def flow(self) -> Flow:
         """Where requests to the upper go (a TCP connection is opened or reused)."""
         s = self.settings
         endpoint = self.cascade.platform.endpoint
+        address = await self.resolve()
         if s.transport == "udp":
-            return Flow("UDP", s.host, s.port)
+            return Flow("UDP", address, s.port)
         if self._flow is None or self._flow.connection not in endpoint.transport._connections:
-            self._flow = await endpoint.transport.connect(s.host, s.port)
+            self._flow = await endpoint.transport.connect(address, s.port)
         return self._flow
 
     def _contact(self) -> str:

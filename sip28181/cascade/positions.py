@@ -3,8 +3,10 @@
 An upper subscribes with a SUBSCRIBE whose body is ``Query MobilePosition`` with an ``Interval``
 (seconds; 5 when absent); :mod:`.subscriptions` keeps the dialog. Each position a device reports
 (event :class:`~sip28181.platform.events.MobilePositionReceived`) goes to every such upper that
-shares the position's channel, as ``Notify MobilePosition`` (2016 flat form) in the
-subscription's dialog with ``DeviceID`` the ID the upper knows. A position reported for a device
+shares the position's channel, as ``Notify MobilePosition`` in the subscription's dialog, in the
+form of the upper's edition (``tree``): 2016 flat, ``DeviceID`` the ID the upper knows; 2022 list
+(PROTOCOL §12.2), ``DeviceID`` our platform, one ``DeviceList/Item`` with the ID the upper knows
+and the position's ``CaptureTime``, ``Time`` when it was sent. A position reported for a device
 that is not itself shared (an NVR or vehicle reporting its own ID) stands for each of its shared
 channels: the cameras are where the device is.
 
@@ -19,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Hashable, TypeVar
 
 from ..errors import Sip28181Error
 from ..manscdp import messages as m
 from ..platform.events import MobilePositionReceived
+from ..platform.management import format_time
 
 if TYPE_CHECKING:
     from ..store.base import MobilePositionRecord
@@ -95,8 +99,16 @@ def interval_of(query: Any) -> float:
     return max(MIN_INTERVAL, float(value))
 
 
-def position_notify(record: "MobilePositionRecord", upper_side_id: str, sn: int) -> m.MobilePositionNotify:
-    """A stored position as the ``Notify MobilePosition`` an upper gets (2016 flat form)."""
+def position_notify(record: "MobilePositionRecord", upper_side_id: str, sn: int, *, edition: str = "2016",
+                    sender_id: str = "", now: float | None = None) -> m.MobilePositionNotify:
+    """A stored position as the ``Notify MobilePosition`` an upper gets: the 2016 flat form, or
+    for a 2022 upper the list form sent by ``sender_id`` (our ID) at ``now`` (epoch seconds)."""
+    if edition == "2022":
+        item = m.MobilePositionItem(device_id=upper_side_id, capture_time=record.time, longitude=record.longitude,
+                                    latitude=record.latitude, speed=record.speed, direction=record.direction,
+                                    altitude=record.altitude)
+        return m.MobilePositionNotify(sn=sn, device_id=sender_id,
+                                      time=format_time(time.time() if now is None else now), sum_num=1, items=[item])
     return m.MobilePositionNotify(sn=sn, device_id=upper_side_id, time=record.time, longitude=record.longitude,
                                   latitude=record.latitude, speed=record.speed, direction=record.direction,
                                   altitude=record.altitude)
@@ -192,22 +204,24 @@ class PositionForwarder:
 
     def _send(self, feed: _Feed, upper_side: str, record: "MobilePositionRecord") -> None:
         link = feed.sub.link
-        message = position_notify(record, upper_side, link.next_sn())
+        message = position_notify(record, upper_side, link.next_sn(), edition=link.settings.tree,
+                                  sender_id=link.local_id)
         self.platform._spawn(self._notify(feed.sub, message), f"position to upper {link.upper_id}")
 
     async def _notify(self, sub: "UpperSubscription", message: m.MobilePositionNotify) -> None:
         extra = {"device_id": sub.link.upper_id, "call_id": sub.call_id}
+        about = message.items[0].device_id if message.items else message.device_id
         try:
             response = await self.cascade.subscriptions.notify(sub, message)
         except (Sip28181Error, OSError) as exc:
-            log.warning("position of %s not delivered to upper: %s", message.device_id, exc, extra=extra)
+            log.warning("position of %s not delivered to upper: %s", about, exc, extra=extra)
             self.platform._count("upper_positions", "failed")
             return
         if response is None:        # the subscription ended meanwhile
             return
         ok = response.status == 200
         self.platform._count("upper_positions", "sent" if ok else "refused")
-        log.log(logging.DEBUG if ok else logging.WARNING, "position of %s sent up: %d %s", message.device_id,
+        log.log(logging.DEBUG if ok else logging.WARNING, "position of %s sent up: %d %s", about,
                 response.status, response.reason, extra=extra)
 
     def stop(self) -> None:

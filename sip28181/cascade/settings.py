@@ -7,6 +7,8 @@ keep alive, what we share with it and how our IDs appear in its scheme.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ __all__ = ["TREE_EDITIONS", "UpperSettings", "parse_upper"]
 TREE_EDITIONS = ("2016", "2022")
 ID_MODES = ("keep", "map")
 CHARSETS = ("GB2312", "GB18030", "UTF-8")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,8 @@ class UpperSettings:
     sip_id: str
     """The upper's 20-digit SIP ID (Request-URI user of our REGISTER)."""
     host: str
-    """Address the upper's SIP service listens on."""
+    """Address the upper's SIP service listens on: an IP address, or a DNS name looked up once
+    when registering (never a GB domain such as ``4400000000``)."""
     domain: str = ""
     """The upper's SIP domain (never resolved: the address is ``host``); empty means the first
     10 digits of ``sip_id``."""
@@ -93,6 +97,19 @@ class UpperSettings:
 
 _FIELDS = {name for name in UpperSettings.__dataclass_fields__}
 _REQUIRED = ("sip_id", "host")
+
+
+def _host_ok(host: str) -> bool:
+    """An IP literal, or a DNS name whose last label is not all digits (``4400000000`` would
+    otherwise be handed to the resolver)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return (len(host) <= 253 and not labels[-1].isdigit()
+            and all(_LABEL.fullmatch(label) for label in labels))
 
 
 def _fail(where: str, message: str) -> ConfigError:
@@ -166,6 +183,9 @@ def parse_upper(raw: Mapping[str, Any] | UpperSettings, where: str = "upper") ->
         if not isinstance(value, str) or not value or not value.isascii() or " " in value:
             raise _fail(where, f"{key} must be a SIP domain such as '4400000000', got {value!r}")
     string("host")
+    if not _host_ok(values["host"]):
+        raise _fail(where, f"host must be an IP address or a DNS name (a GB domain is no address), "
+                           f"got {values['host']!r}")
     for key in ("password", "username", "id_prefix", "civil_code", "media_host"):
         string(key, optional=True)
     if "name" in values and not isinstance(values["name"], str):

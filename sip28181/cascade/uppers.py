@@ -7,11 +7,16 @@ failed write changes nothing) and applied to the running links after. At start, 
 override configured ones with the same SIP ID. Deleting a configured upper saves a tombstone
 (``{"sip_id": ..., "deleted": true}``) so that it does not come back from the file at the next
 start; deleting an upper that only the API created just forgets it.
+
+Changes are applied one at a time (a lock per cascade around check, save and apply): two
+concurrent creations of the same upper must not leave the loser's settings in the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +32,16 @@ __all__ = ["UpperExists", "create_upper", "delete_upper", "load_saved", "replace
 log = logging.getLogger("sip28181.cascade")
 
 DELETED = "deleted"
+
+_locks: "weakref.WeakKeyDictionary[Cascade, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+def _lock(cascade: "Cascade") -> asyncio.Lock:
+    """The lock serialising the API's changes of ``cascade``'s uppers."""
+    lock = _locks.get(cascade)
+    if lock is None:
+        lock = _locks[cascade] = asyncio.Lock()
+    return lock
 
 
 class UpperExists(Sip28181Error):
@@ -69,15 +84,16 @@ def _parse(raw: Mapping[str, Any], sip_id: str | None = None) -> UpperSettings:
 async def create_upper(cascade: "Cascade", raw: Mapping[str, Any]) -> UpperLink:
     """Add an upper (it registers at once when enabled); :class:`UpperExists` if it is there."""
     settings = _parse(raw)
-    if settings.sip_id in cascade.links:
-        raise UpperExists(f"upper {settings.sip_id} already exists")
-    if cascade.platform.store is not None:
-        await cascade.platform.store.save_upper(settings.to_dict())
-    try:
-        link = await cascade.add(settings)
-    except ValueError:                  # the same upper created by a concurrent request
-        raise UpperExists(f"upper {settings.sip_id} already exists") from None
-    link.source = "api"
+    async with _lock(cascade):
+        if settings.sip_id in cascade.links:
+            raise UpperExists(f"upper {settings.sip_id} already exists")
+        if cascade.platform.store is not None:
+            await cascade.platform.store.save_upper(settings.to_dict())
+        try:
+            link = await cascade.add(settings)
+        except ValueError:              # added meanwhile by the library, outside the API
+            raise UpperExists(f"upper {settings.sip_id} already exists") from None
+        link.source = "api"
     log.info("upper added through the API", extra={"device_id": settings.sip_id, "call_id": ""})
     return link
 
@@ -87,28 +103,30 @@ async def replace_upper(cascade: "Cascade", sip_id: str, raw: Mapping[str, Any])
 
     The API never shows the password, so a body without ``password`` keeps the current one
     (``null`` removes it)."""
-    old = cascade.link(sip_id)
-    values = dict(raw) if isinstance(raw, Mapping) else raw
-    if isinstance(values, dict) and "password" not in values:
-        values["password"] = old.settings.password
-    settings = _parse(values, sip_id)
-    if cascade.platform.store is not None:
-        await cascade.platform.store.save_upper(settings.to_dict())
-    link = await cascade.update(settings)
-    link.source = "api"
+    async with _lock(cascade):
+        old = cascade.link(sip_id)
+        values = dict(raw) if isinstance(raw, Mapping) else raw
+        if isinstance(values, dict) and "password" not in values:
+            values["password"] = old.settings.password
+        settings = _parse(values, sip_id)
+        if cascade.platform.store is not None:
+            await cascade.platform.store.save_upper(settings.to_dict())
+        link = await cascade.update(settings)
+        link.source = "api"
     log.info("upper changed through the API", extra={"device_id": sip_id, "call_id": ""})
     return link
 
 
 async def delete_upper(cascade: "Cascade", sip_id: str) -> None:
     """Unregister from an upper and forget it, for good."""
-    if sip_id not in cascade.links:
-        raise NotFoundError(f"upper platform {sip_id} not found")
-    store = cascade.platform.store
-    if store is not None:
-        if sip_id in _configured(cascade):
-            await store.save_upper({"sip_id": sip_id, DELETED: True})
-        else:
-            await store.delete_upper(sip_id)
-    await cascade.remove(sip_id)
+    async with _lock(cascade):
+        if sip_id not in cascade.links:
+            raise NotFoundError(f"upper platform {sip_id} not found")
+        store = cascade.platform.store
+        if store is not None:
+            if sip_id in _configured(cascade):
+                await store.save_upper({"sip_id": sip_id, DELETED: True})
+            else:
+                await store.delete_upper(sip_id)
+        await cascade.remove(sip_id)
     log.info("upper deleted through the API", extra={"device_id": sip_id, "call_id": ""})

@@ -2,7 +2,7 @@
 
 Answers queries the way NVRs do (Catalog and RecordInfo split into packets that share the query's
 SN and SumNum, each the next only after the previous one's 200 OK unless a window is set; DeviceInfo,
-DeviceStatus, PresetQuery, ConfigDownload), takes controls (PTZ commands decoded and kept in
+DeviceStatus, PresetQuery, ConfigDownload, the 2022 HomePositionQuery), takes controls (PTZ commands decoded and kept in
 :attr:`DeviceManagement.ptz_log`; RecordCmd, GuardCmd, AlarmCmd, HomePosition and DeviceConfig
 answered ``Result OK``), sends alarms and catalog changes on command, and serves SUBSCRIBE for
 Catalog, Alarm and MobilePosition with NOTIFYs in the subscription dialog (positions periodically).
@@ -328,6 +328,16 @@ class DeviceManagement:
     def _mobile_position_query(self, q: m.MobilePositionQuery):
         return self.send(self.position(q.sn))
 
+    def _home_position_query(self, q: m.HomePositionQuery):
+        """2022: the home position last set by a HomePosition control (disabled until then)."""
+        home = self.home_position or m.HomePosition(enabled=0)
+        fields = [m.XmlNode(tag, str(value)) for tag, value in (
+            ("Enabled", home.enabled), ("ResetTime", home.reset_time), ("PresetIndex", home.preset_index))
+            if value is not None]
+        return self.send(m.UnknownMessage(sn=q.sn, device_id=q.device_id, unknown_kind=m.Kind.RESPONSE,
+                                          unknown_cmd_type=q.cmd_type,
+                                          extra=[m.XmlNode("Result", "OK"), m.XmlNode("HomePosition", children=fields)]))
+
     def _alarm_query(self, q: m.AlarmQuery):
         return self.send(m.AlarmResponse(sn=q.sn, device_id=self.sim.device_id, result="OK"))
 
@@ -594,6 +604,7 @@ _HANDLERS = {
     m.ConfigDownloadQuery: DeviceManagement._config_download,
     m.MobilePositionQuery: DeviceManagement._mobile_position_query,
     m.AlarmQuery: DeviceManagement._alarm_query,
+    m.HomePositionQuery: DeviceManagement._home_position_query,
     m.DeviceControl: DeviceManagement._device_control,
     m.DeviceConfig: DeviceManagement._device_config,
     m.AlarmResponse: lambda self, msg: None,

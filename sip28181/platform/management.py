@@ -38,7 +38,8 @@ log = logging.getLogger("sip28181.manscdp")
 __all__ = ["DeviceManagement", "RecordSearch", "format_time"]
 
 HANDLED = ("Catalog", "DeviceInfo", "DeviceStatus", "RecordInfo", "PresetQuery", "ConfigDownload",
-           "DeviceControl", "DeviceConfig", "Alarm", "MobilePosition")
+           "DeviceControl", "DeviceConfig", "Alarm", "MobilePosition", "HomePositionQuery", "CruiseTrackListQuery",
+           "CruiseTrackQuery", "PTZPosition", "SDCardStatus")
 
 
 def format_time(value: float | _dt.datetime | str) -> str:

@@ -291,7 +291,7 @@ class Queries:
 
     def on_response(self, device_id: str, message: Any) -> bool:
         """A Response from ``device_id``; False when no open query wants it (unsolicited)."""
-        pending = self.correlator.match(device_id, message.CMD_TYPE, getattr(message, "sn", None))
+        pending = self.correlator.match(device_id, message.cmd_type, getattr(message, "sn", None))
         if pending is None or pending.future.done():
             return False
         if message.sn != pending.sn and pending.first is None:

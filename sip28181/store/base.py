@@ -360,6 +360,10 @@ class Store(Protocol):
         ``device_id`` matches the entry's device or channel ID."""
         ...
 
+    async def prune_control_log(self, before: float) -> int:
+        """Delete entries with ``at < before`` (the retention); returns how many were removed."""
+        ...
+
 
 async def write_in_order(steps: Sequence[tuple[Callable[[], Awaitable[Any]], Callable[[], None]]]) -> None:
     """Run queued store writes in order, each ``(write, requeue)``, so nothing is lost or doubled.

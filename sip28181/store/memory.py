@@ -270,6 +270,12 @@ class MemoryStore:
                  and (start is None or r.at >= start) and (end is None or r.at < end)]
         return found[offset:offset + limit]
 
+    async def prune_control_log(self, before: float) -> int:
+        self._check_open()
+        keep = bisect.bisect_left(self._control_log, before, key=_log_at)
+        del self._control_log[:keep]
+        return keep
+
 
 def _log_at(record: ControlLogRecord) -> float:
     return record.at

@@ -582,3 +582,7 @@ class SqliteStore:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
         return [ControlLogRecord(*row) for row in await self._read(sql, [*params, limit, offset])]
+
+    async def prune_control_log(self, before: float) -> int:
+        counts = await self._write([("DELETE FROM control_log WHERE at < ?", (before,), False)])
+        return counts[0]

@@ -145,12 +145,12 @@ async def test_presets_and_config_download(tmp_path):
                                                                      device_id="44010000001320999999",
                                                                      config_type="BasicParam"))
         assert unknown.result == "ERROR"
-        # DeviceConfig naming a channel goes to its device's ID (vendor quirk), Result relayed
+        # DeviceConfig naming a channel goes to that channel (not to the NVR it sits behind), Result relayed
         answer = await queries.request(CITY, m.DeviceConfig(sn=queries.next_sn(), device_id=ch,
                                                             basic_param=m.BasicParam(name="Outfall 2")))
         assert answer.result == "OK" and answer.device_id == ch
         config = chain.device.management.controls[-1]
-        assert isinstance(config, m.DeviceConfig) and config.device_id == DEVICE
+        assert isinstance(config, m.DeviceConfig) and config.device_id == ch
         assert chain.device.name == "Outfall 2"
 
 

@@ -112,3 +112,12 @@ async def test_sqlite_migrates_a_version_2_database(tmp_path):
         assert len(await s.list_uppers()) == 1 and len(await s.search_control_log()) == 1
     version = sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone()[0]
     assert version == SCHEMA_VERSION == 3
+
+
+async def test_control_log_prune_removes_only_older_entries(store):
+    await store.add_control_log([log(30.0), log(10.0), log(20.0), log(20.0, source=PROVINCE)])
+    assert await store.prune_control_log(20.0) == 1
+    assert [r.at for r in await store.search_control_log()] == [30.0, 20.0, 20.0]
+    assert await store.prune_control_log(20.0) == 0
+    assert await store.prune_control_log(100.0) == 3
+    assert await store.search_control_log() == []
