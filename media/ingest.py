@@ -665,6 +665,27 @@ class MediaIngest:
                   extra=stream._extra)
         return stream
 
+    def bind_port(self, kind: str = "udp") -> socket.socket:
+        """A non-blocking socket on a free port of the range, for a sender that is no stream of
+        ours (a lower platform's media to its upper): firewalls open the media range only.
+
+        ``kind``: "udp", "tcp-listen" (listening) or "tcp" (to connect from). The port stays
+        taken until :meth:`release_port`, whoever closes the socket.
+        """
+        if kind == "udp":
+            bind = self._bind_udp
+        elif kind in ("tcp", "tcp-listen"):
+            def bind(port: int) -> socket.socket:
+                return self._bind_tcp(port, listen=kind == "tcp-listen")
+        else:
+            raise IngestError(f"unknown socket kind {kind!r}; expected udp, tcp or tcp-listen")
+        sock, _ = self._allocate(bind)
+        return sock
+
+    def release_port(self, port: int) -> None:
+        """Give back a port of :meth:`bind_port` (idempotent)."""
+        self._used.discard(port)
+
     def counters(self) -> dict[str, int]:
         """Totals over all streams, closed and live, for metrics folded in at scrape time."""
         totals = collections.Counter(self._totals)

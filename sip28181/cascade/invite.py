@@ -13,14 +13,18 @@ where the upper's offer says:
   (``a=setup:passive``) before answering.
 
 Over TCP every packet carries the RFC 4571 length prefix. The SSRC is the upper's ``y=`` (one is
-generated when the offer has none) and is what our answer says and our RTP carries.
+generated when the offer has none) and is what our answer says and our RTP carries. Our sending
+port comes from the ``[media]`` port range (the ingest's pool), the one field firewalls open; the
+offer's ``c=`` must be an IP address (a name would be looked up, blocking, for every packet).
+Playback and download get a device session of their own, so the upper's INFO moves nobody else's.
 
 The call ends from either side, through :meth:`UpperMedia._end` whatever the cause: the upper's
 BYE (we free the sink; the device session follows after the stream's linger when nobody else
 watches), the upper's CANCEL before our answer (487), the stream ending (device BYE, no media,
 shutdown: we BYE the upper), the end of a recording (MediaStatus 121 from the device: we send
 MediaStatus 121 in the upper's dialog and BYE it unless it does first), the media connection
-closing, no ACK, or the upper's link going down. Playback and download carry ``t=``,
+closing, no ACK, or the upper lost, removed or disabled (a settings change that keeps its
+address, transport and our ID replaces the link and the calls go on). Playback and download carry ``t=``,
 ``u=`` and ``a=downloadspeed`` down to the device; the upper's INFO (MANSRTSP) is applied to the
 device session.
 """
@@ -29,15 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from media.errors import MediaError
 from media.psmux import rfc4571_frame
 from media.psrtp import PsRtpSink
 
 from ..errors import NotFoundError, RemoteProtocolError, Sip28181Error, TransactionError
-from ..manscdp.charset import encode_body
+from ..manscdp.messages import MediaStatusNotify
 from ..mansrtsp import CONTENT_TYPE as MANSRTSP_TYPE, MansrtspResponse, Method, parse_request
 from ..sdp import MediaDescription, Rtpmap, SdpError, SessionDescription, normalize_ssrc, parse as parse_sdp
 from ..sip.dialog import Dialog, new_tag
@@ -50,8 +57,9 @@ from ..platform.sessions import MediaTransport, SessionError, SessionKind
 if TYPE_CHECKING:
     from .link import UpperLink
     from .service import Cascade
+    from .settings import UpperSettings
 
-__all__ = ["UpperMedia", "UpperCall", "CallState"]
+__all__ = ["UpperMedia", "UpperCall", "CallState", "keeps_calls"]
 
 log = logging.getLogger("sip28181.cascade.media")
 
@@ -89,12 +97,13 @@ class UpperCall:
     dialog: Dialog | None = None
     handle: Any = None          # StreamHandle
     sink: PsRtpSink | None = None
-    local_port: int = 0
+    local_port: int = 0         # taken from the media port range until the call ends
     close_reason: str | None = None
     bye_sent: bool = False
     media_status_sent: bool = False
     upper_bye: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    _sock: socket.socket | None = None      # bound, not yet handed to asyncio
     _udp: asyncio.DatagramTransport | None = None
     _server: asyncio.AbstractServer | None = None
     _accepted: asyncio.Future | None = None
@@ -131,6 +140,11 @@ class UpperMedia:
     request_timeout = 5.0
     #: Bytes queued on a TCP media connection beyond which output skips to the next keyframe.
     tcp_queue_limit = 4 * 1024 * 1024
+
+    @staticmethod
+    def keeps_calls(old: "UpperSettings", new: "UpperSettings") -> bool:
+        """See :func:`keeps_calls` (:meth:`Cascade.update` asks it whether to unregister)."""
+        return keeps_calls(old, new)
 
     def __init__(self, cascade: "Cascade") -> None:
         self.cascade = cascade
@@ -183,8 +197,10 @@ class UpperMedia:
     def _on_invite(self, link: "UpperLink", request: Request, flow: Flow) -> None:
         if request.to.tag is not None:
             call = self.calls.get(request.call_id)
-            self._respond(request, 488, "re-INVITE not supported",
-                          tag=call.dialog.local_tag if call is not None and call.dialog else None)
+            if call is None or call.dialog is None or not call.dialog.matches(request):
+                self._respond(request, 481, "no such dialog")       # RFC 3261 §12.2.2
+            else:
+                self._respond(request, 488, "re-INVITE not supported", tag=call.dialog.local_tag)
             return
         if request.call_id in self.calls:
             self._respond(request, 491, "INVITE of this call already pending")
@@ -209,6 +225,8 @@ class UpperMedia:
         """The call an offer asks for; :class:`SdpError` (400/488) or :class:`NotFoundError`."""
         if not request.contacts or request.contacts[0].uri is None:
             raise RemoteProtocolError("INVITE without Contact", 400)
+        if not request.from_.tag:
+            raise RemoteProtocolError("INVITE without a From tag", 400)
         if not request.body.strip():
             raise SdpError("INVITE without SDP offer", 400)
         offer = parse_sdp(request.body)
@@ -230,6 +248,11 @@ class UpperMedia:
         host = offer.connection_for(media)
         if not host or host in ("0.0.0.0", "::"):
             raise SdpError("no media address in the offer", 400)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            # a name would cost a blocking lookup per packet sent; uppers write addresses
+            raise SdpError(f"media address {host!r} is not an IP address", 488) from None
         if kind.history and not 0 <= offer.start < offer.stop:
             raise SdpError("playback and download need a t= range", 488)
         try:
@@ -260,10 +283,24 @@ class UpperMedia:
     async def _answer(self, call: UpperCall) -> None:
         streams = self.platform.streams
         try:
+            # an upper's playback gets a device session of its own: its INFO must not pause or
+            # seek what another upper or a local viewer of the same recording watches
             call.handle = await streams.acquire(call.device_id, call.channel_id, call.kind,
-                                                start=call.start, end=call.end, speed=call.speed)
+                                                start=call.start, end=call.end, speed=call.speed,
+                                                exclusive=call.kind.history)
             call.handle.describe("cascade", f"{call.link.upper_id} {call.dest_host}:{call.dest_port}")
             await self._open_media(call)
+            if call.state is not CallState.ANSWERING:
+                return
+            endpoint = self.platform.endpoint
+            answer = self._answer_sdp(call)
+            response = Response.for_request(call.invite, 200, to_tag=new_tag())
+            transport_param = ";transport=tcp" if call.flow.transport == "TCP" else ""
+            response.headers.add("Contact", f"<sip:{call.upper_side_id}@{endpoint.advertised_host}:"
+                                            f"{endpoint.port}{transport_param}>")
+            response.headers.add("Content-Type", SDP_TYPE)
+            response.body = answer.encode()
+            call.dialog = Dialog.from_uas(call.invite, response)
         except asyncio.CancelledError:
             raise
         except Exception as exc:        # noqa: BLE001 - every failure is the upper's final answer
@@ -273,18 +310,6 @@ class UpperMedia:
             self._respond(call.invite, status, reason)
             self._close(call, f"start failed: {reason}")
             return
-        if call.state is not CallState.ANSWERING:
-            return
-        endpoint = self.platform.endpoint
-        answer = self._answer_sdp(call)
-        tag = new_tag()
-        response = Response.for_request(call.invite, 200, to_tag=tag)
-        transport_param = ";transport=tcp" if call.flow.transport == "TCP" else ""
-        response.headers.add("Contact", f"<sip:{call.upper_side_id}@{endpoint.advertised_host}:"
-                                        f"{endpoint.port}{transport_param}>")
-        response.headers.add("Content-Type", SDP_TYPE)
-        response.body = answer.encode()
-        call.dialog = Dialog.from_uas(call.invite, response)
         call.state = CallState.ANSWERED
         endpoint.respond(response)
         self.platform._count("upper_invites", call.kind.value, "200")
@@ -318,13 +343,16 @@ class UpperMedia:
                                   media=[md], ssrc=call.ssrc, media_format="")
 
     async def _open_media(self, call: UpperCall) -> None:
-        """Our sending side, before the answer names its port."""
+        """Our sending side, before the answer names its port: a port of the ``[media]`` range
+        (the one field firewalls open), taken from the ingest's pool so no stream meets it."""
         loop = asyncio.get_running_loop()
-        bind = self.platform.config.media_bind
+        ingest = self.platform.streams.ingest
+        kind = {MediaTransport.UDP: "udp", MediaTransport.TCP_ACTIVE: "tcp-listen"}.get(call.transport, "tcp")
+        sock = call._sock = ingest.bind_port(kind)
+        call.local_port = sock.getsockname()[1]
         if call.transport is MediaTransport.UDP:
-            transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(bind, 0))
-            call._udp = transport
-            call.local_port = transport.get_extra_info("sockname")[1]
+            call._udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+            call._sock = None
         elif call.transport is MediaTransport.TCP_ACTIVE:       # the upper connects to us
             call._accepted = loop.create_future()
 
@@ -333,8 +361,9 @@ class UpperMedia:
                     call._accepted.set_result((reader, writer))
                 else:
                     writer.close()
-            call._server = await asyncio.start_server(accepted, bind, 0)
-            call.local_port = call._server.sockets[0].getsockname()[1]
+            call._server = await asyncio.start_server(accepted, sock=sock)
+            call._sock = None
+        # TCP passive (the upper listens): we connect from this socket after the ACK
 
     # -- ACK and media ----------------------------------------------------------------------------
     def _on_ack(self, request: Request, flow: Flow) -> None:
@@ -358,8 +387,16 @@ class UpperMedia:
         reader: asyncio.StreamReader | None = None
         try:
             if call.transport is MediaTransport.TCP_PASSIVE:
-                async with asyncio.timeout(self.connect_timeout):
-                    reader, call._writer = await asyncio.open_connection(call.dest_host, call.dest_port)
+                sock, call._sock = call._sock, None
+                if sock is None:
+                    return
+                try:
+                    async with asyncio.timeout(self.connect_timeout):
+                        await asyncio.get_running_loop().sock_connect(sock, (call.dest_host, call.dest_port))
+                        reader, call._writer = await asyncio.open_connection(sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
             elif call.transport is MediaTransport.TCP_ACTIVE:
                 assert call._accepted is not None
                 async with asyncio.timeout(self.connect_timeout):
@@ -431,10 +468,8 @@ class UpperMedia:
         if call.dialog is None or call.media_status_sent:
             return
         call.media_status_sent = True
-        xml = (f'<?xml version="1.0" encoding="{call.link.settings.charset}"?>\r\n<Notify>\r\n'
-               f"<CmdType>MediaStatus</CmdType>\r\n<SN>{call.link.next_sn()}</SN>\r\n"
-               f"<DeviceID>{call.upper_side_id}</DeviceID>\r\n<NotifyType>121</NotifyType>\r\n</Notify>\r\n")
-        request = call.dialog.create_request("MESSAGE", encode_body(xml, call.link.settings.charset), MANSCDP_TYPE)
+        body = MediaStatusNotify(call.link.next_sn(), call.upper_side_id, notify_type="121")
+        request = call.dialog.create_request("MESSAGE", body.encode(call.link.settings.charset), MANSCDP_TYPE)
         try:
             response = await self.platform.endpoint.request(request, await self._flow(call), self.request_timeout)
             log.info("MediaStatus 121 sent to the upper: %d", response.status, extra=call.extra)
@@ -490,6 +525,11 @@ class UpperMedia:
             log.info("BYE to the upper not answered: %s", exc, extra=call.extra)
 
     def _close_media(self, call: UpperCall) -> None:
+        if call._sock is not None:
+            call._sock.close()
+            call._sock = None
+        if call.local_port:
+            self.platform.streams.ingest.release_port(call.local_port)
         if call._udp is not None:
             call._udp.close()
             call._udp = None
@@ -533,8 +573,33 @@ class UpperMedia:
     def _on_link_changed(self, link: "UpperLink", online: bool, reason: str) -> None:
         if online:
             return
-        for call in self.list(link.upper_id):
+        calls = [c for c in self.list(link.upper_id) if c.link is link]
+        if not calls:
+            return
+        if reason == "stopped":
+            # a link stops for a settings change too (Cascade.update replaces it): decide once
+            # the replacement, if any, is in place
+            self._spawn(self._link_replaced(link, calls), f"upper {link.upper_id} stopped")
+            return
+        for call in calls:
             self._spawn(self._end(call, "upper offline", bye=True), f"end {call.call_id}")
+
+    async def _link_replaced(self, old: "UpperLink", calls: list[UpperCall]) -> None:
+        """Calls go on with the upper's new link when only settings that do not reach them
+        changed (its name, what is shared, intervals); they end when the upper was removed or
+        disabled, or now lives at another address or transport."""
+        await asyncio.sleep(0)
+        new = self.cascade.links.get(old.upper_id)
+        same = new is not None and new is not old and keeps_calls(old.settings, new.settings)
+        for call in calls:
+            if call.state is CallState.CLOSED:
+                continue
+            if same:
+                call.link = new
+                log.info("the upper's settings changed: the call goes on", extra=call.extra)
+            else:
+                self._spawn(self._end(call, "upper removed" if new is None else "upper offline", bye=True),
+                            f"end {call.call_id}")
 
     # -- INFO (playback control) ------------------------------------------------------------------
     def _on_info(self, link: "UpperLink", request: Request, flow: Flow) -> None:
@@ -580,10 +645,20 @@ class UpperMedia:
         return self._tasks.spawn(coro, name)
 
 
+def keeps_calls(old: "UpperSettings", new: "UpperSettings") -> bool:
+    """Whether the upper's video calls survive its settings changing from ``old`` to ``new``: it
+    stays enabled, at the same address and transport, and we stay the same registered party (so
+    the link is replaced without unregistering, which would end the upper's streams)."""
+    return new.enabled and all(getattr(old, key) == getattr(new, key)
+                               for key in ("host", "port", "transport", "local_id", "local_domain"))
+
+
 def _sip_status(exc: BaseException) -> tuple[int, str]:
     """The final answer to the upper for a failure to get the stream."""
     if isinstance(exc, NotFoundError):
         return 404, str(exc)
+    if isinstance(exc, RemoteProtocolError):
+        return exc.status_hint, exc.reason
     status = getattr(exc, "status", None)
     sip_status = getattr(exc, "sip_status", None)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
@@ -597,7 +672,7 @@ def _sip_status(exc: BaseException) -> tuple[int, str]:
         return 503, message
     if status == 400:
         return 400, message
-    if isinstance(exc, OSError):
+    if isinstance(exc, (OSError, MediaError)):
         return 503, f"no media port: {exc}"
     return 500, message
 

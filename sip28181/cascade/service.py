@@ -144,7 +144,7 @@ class Cascade:
         old = self.link(settings.sip_id)
         if not settings.enabled:
             await self.subscriptions.end(old.upper_id)
-        await old.stop()
+        await old.stop(unregister=not self.media.keeps_calls(old.settings, settings))  # its video goes on
         link = self.links[settings.sip_id] = UpperLink(self, settings)
         self.subscriptions.rebind(link)
         if self._started:

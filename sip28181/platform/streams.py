@@ -213,6 +213,7 @@ class StreamManager:
         #: Notices HTTP-FLV clients gone while their stream is silent (one task for all).
         self.client_watch = ClientWatch()
         self._streams: dict[str, Stream] = {}
+        self._exclusive = 0             # streams acquired exclusive so far (their ID suffix)
         self._tasks = TaskSet(log)
         self._supervisor: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
@@ -284,8 +285,12 @@ class StreamManager:
     # -- acquire / release ----------------------------------------------------------------------
     async def acquire(self, device_id: str, channel_id: str, kind: SessionKind | str = SessionKind.PLAY,
                       transport: MediaTransport | str | None = None, start: int = 0, end: int = 0,
-                      speed: int | None = None) -> StreamHandle:
+                      speed: int | None = None, *, exclusive: bool = False) -> StreamHandle:
         """A hold on the stream of a channel, started on demand and shared (see module doc).
+
+        ``exclusive``: a device session of its own, never shared (its ID gets a ``_x<n>``
+        suffix), for a holder that controls it (an upper's playback: its pause and seek must
+        not move anyone else's).
 
         Raises :class:`NotFoundError` (unknown or offline device, unknown channel),
         :class:`LocalProtocolError` (bad arguments), :class:`StreamError` (refused: 502, no
@@ -308,6 +313,9 @@ class StreamManager:
             speed = None
         self._check_channel(device_id, channel_id)
         stream_id = stream_id_of(device_id, channel_id, kind, start, end, speed)
+        if exclusive:
+            self._exclusive += 1
+            stream_id = f"{stream_id}_x{self._exclusive}"
         stream = self._streams.get(stream_id)
         if stream is None:
             if transport is None:

@@ -8,13 +8,14 @@ import time
 
 import aiohttp
 import pytest
+from lxml import etree
 
 from sip28181.device.media import MediaOptions
 from sip28181.platform.events import StreamStopped
 
 from ..integration.conftest import TOKEN, wait_for
 from ..integration.livekit import decode, read_flv
-from .test_invite import CHANNEL, CITY, chain, upper_calls
+from .test_invite import CHANNEL, CITY, DEVICE, chain, upper_calls
 
 PATTERN_FRAMES = 50          # the simulator's pattern: 2 s at 25 fps, one pass per recording
 
@@ -47,6 +48,15 @@ async def test_playback_to_the_end_relays_media_status_121(tmp_path, transport):
     async with chain(tmp_path) as (province, city, camera), aiohttp.ClientSession() as http:
         stopped = []
         province.platform.events.on(stopped.append, StreamStopped)
+        # what reaches the province's SIP stack, before any lenient parsing
+        received = []
+        handlers = province.platform.request_handlers
+        next_message = handlers["MESSAGE"]
+
+        def on_message(request, flow):
+            received.append(request.body)
+            next_message(request, flow)
+        handlers["MESSAGE"] = on_message
         s, e = window()
         status, out = await start(http, province, start=s, end=e, transport=transport)
         assert status == 200, out
@@ -63,6 +73,13 @@ async def test_playback_to_the_end_relays_media_status_121(tmp_path, transport):
         # the camera reached the end: MediaStatus 121 to the city, the city sent one to the province
         # in the province's dialog, which ended its stream for that reason (not for a BYE)
         assert ds.media_status_sent and call.media_status_sent
+        # a well-formed document for any strict parser (dom4j at WVP): one declaration
+        statuses = [b for b in received if b"MediaStatus" in b]
+        assert len(statuses) == 1
+        root = etree.fromstring(statuses[0], etree.XMLParser(recover=False))
+        assert root.tag == "Notify" and root.findtext("CmdType") == "MediaStatus"
+        assert root.findtext("NotifyType") == "121" and root.findtext("DeviceID") == CHANNEL
+        assert int(root.findtext("SN")) > 0
         await wait_for(lambda: stopped)
         assert stopped[-1].reason == "end of file" and stopped[-1].device_id == CITY
         assert await asyncio.wait_for(call.closed, 5) == "upper bye"
@@ -125,3 +142,30 @@ async def test_download_with_speed(tmp_path):
         assert len(tags.video_frames) >= PATTERN_FRAMES - 1
         assert decode(tags.data)[1]
         await wait_for(lambda: len(province.platform.sessions) == 0)
+
+
+async def test_the_upper_s_pause_leaves_a_local_viewer_of_the_same_recording_alone(tmp_path):
+    options = MediaOptions(history_seconds=60)
+    async with chain(tmp_path, options=options) as (province, city, camera), aiohttp.ClientSession() as http:
+        s, e = window()
+        # the city's own viewer of the recording
+        async with http.post(f"{api(city)}/playback", headers=AUTH,
+                             json={"device_id": DEVICE, "channel_id": CHANNEL, "start": s, "end": e}) as r:
+            assert r.status == 200
+            local = await r.json()
+        async with http.get(local["urls"]["flv"], params={"token": TOKEN}) as local_view:
+            local_tags = await read_flv(local_view, frames=5)
+            mine = camera.media.stream()
+            # the province plays the same recording: a device session of its own
+            status, out = await start(http, province, start=s, end=e, transport="udp")
+            assert status == 200, out
+            assert len(camera.media.streams) == 2
+            theirs = camera.media.stream()
+            assert theirs is not mine
+            async with http.get(out["urls"]["flv"], params={"token": TOKEN}) as resp:
+                await read_flv(resp, frames=5)
+                status, _ = await control(http, province, out["stream_id"], action="pause")
+                assert status == 200
+                assert theirs.paused and not mine.paused and not mine.controls
+                # the local viewer goes on
+                await read_flv(local_view, frames=len(local_tags.video_frames) + 10, tags=local_tags)

@@ -190,3 +190,26 @@ async def test_the_granted_expires_sets_the_refresh(tmp_path):
             await wait_for(lambda: link.online)
             assert link.expires == 120 and link._refresh_after() == pytest.approx(96.0)
             assert province.platform.registry.get(CITY).expires == 120
+
+
+
+async def test_the_refresh_happens_before_the_granted_expiry(tmp_path):
+    # the province grants 3 s although the city asks for an hour: the city refreshes by itself
+    config = province_config(tmp_path, register_expires_min=1, register_expires_max=3, register_expires_default=3)
+    async with running(config) as province:
+        async with running(city_config(tmp_path, province.platform.sip_port, register_interval=3600)) as city:
+            link = city.platform.cascade.link(PROVINCE)
+            await wait_for(lambda: link.online)
+            assert link.expires == 3
+            call_id, first = link.call_id, link.registered_at
+            seen = province.platform.registry.get(CITY).expires_at
+            # the province received the refresh, nobody asked for it
+            await wait_for(lambda: link.registered_at > first
+                           and province.platform.registry.get(CITY).expires_at > seen, timeout=10)
+            assert link.call_id == call_id and link.online
+            assert province.platform.registry.get(CITY).call_id == call_id
+            assert await metric(city, 'sip28181_upper_registrations_total{result="refreshed"}') >= 1
+            # refreshed again and again: the province never saw the registration lapse
+            second = link.registered_at
+            await wait_for(lambda: link.registered_at > second, timeout=10)
+            assert province.platform.registry.get(CITY).status == "online"
