@@ -16,7 +16,7 @@ import pytest
 from sip28181.platform.events import (DeviceOffline, DeviceOnline, StreamStopped, UpperOffline,
                                       UpperOnline)
 
-from ..integration.conftest import TOKEN
+from ..integration.conftest import TOKEN, wait_for
 from ..integration.livekit import decode, read_flv
 from .chain import Level, chain
 
@@ -65,7 +65,9 @@ async def test_province_restart_city_registers_again(tmp_path, transport):
         # the city finds the new province does not know it (404 to a keepalive, or the TCP
         # connection closed) and registers again; the province sees it online once more
         await c.registered(city, timeout=20)
-        assert city.link.registered_at > first
+        # the province shows the city online when it answers the REGISTER; the city takes the
+        # answer a moment later
+        await wait_for(lambda: city.link.registered_at > first, 20)
         assert _names(city.events_of(UpperOnline, UpperOffline)) == ["UpperOnline", "UpperOffline", "UpperOnline"]
         assert _names(province.events_of(DeviceOnline))[-1:] == ["DeviceOnline"]
         state = province.platform.registry.get(city.sip_id)
