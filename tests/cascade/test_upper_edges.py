@@ -1,0 +1,66 @@
+"""Edges of serving an upper, against a real city over real sockets: what the upper was shown of the
+catalog, a subscription fetch, a disabled or removed upper, peer interconnect, TCP links replaced,
+an upper configured by name that fails to register, media output limits and teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sip28181.cascade import northbound
+from sip28181.manscdp import messages as m
+from sip28181.sip.dialog import new_tag
+from sip28181.sip.message import Request, Response
+from sip28181.transport import Flow
+
+from ..integration.conftest import loop_errors, make_config, wait_for  # noqa: F401  (autouse)
+from .test_catalog_upper import CITY, UPPER, city_with_upper, query, told
+from .test_catalog_upper_subs import notifies, subscribe
+
+
+# -- the catalog an upper was shown ------------------------------------------------------------------
+async def test_a_catalog_answer_the_upper_did_not_take_does_not_count_as_shown(tmp_path, monkeypatch):
+    monkeypatch.setattr(northbound, "RETRY", 1.0, raising=False)
+    async with city_with_upper(tmp_path, catalog_group=100) as (upper, city, sim):
+        refuse = {"notify": True, "answer": True}
+
+        def on_request(request: Request, flow: Flow) -> None:
+            body = request.body
+            if request.method == "MESSAGE" and b"Catalog" in body and (
+                    (b"<Notify>" in body and refuse["notify"]) or (b"<Response>" in body and refuse["answer"])):
+                upper.received.append(request)
+                upper.endpoint.respond(Response.for_request(request, 500, "Busy", to_tag=new_tag()))
+                return
+            upper._on_request(request, flow)
+        upper.endpoint.on_request = on_request
+
+        first, second = sim.management.channel_ids[1], sim.management.channel_ids[2]
+        await sim.notify_catalog("OFF", [first])
+        await wait_for(lambda: first in told(upper, "OFF"))     # sent, refused
+        await upper.send(city, upper.request(city, "MESSAGE", query(m.CatalogQuery, CITY, 90)))
+        await wait_for(lambda: [msg for _, msg in upper.bodies("MESSAGE", "Catalog") if msg.sn == 90])
+        await asyncio.sleep(0.2)                                    # the refused answer is over
+        refuse["notify"] = refuse["answer"] = False
+        upper.received.clear()
+        await sim.notify_catalog("OFF", [second])
+        # the first change was never taken: it goes together with the second
+        await wait_for(lambda: {first, second} <= told(upper, "OFF"))
+
+
+# -- a fetch ----------------------------------------------------------------------------------------
+async def test_a_fetch_gets_the_current_catalog_terminated(tmp_path):
+    async with city_with_upper(tmp_path, catalog_group=3) as (upper, city, sim):
+        request = subscribe(upper, city, CITY, expires=0)
+        response = await upper.send(city, request)
+        assert response.status == 200 and response.expires == 0
+        parts = await wait_for(lambda: (n := notifies(upper, request.call_id)) and len(n) == 3 and n)
+        states = [r.headers.get("Subscription-State") for r in parts]
+        assert states[-1] == "terminated;reason=timeout"
+        assert all(s.startswith("active") for s in states[:-1])
+        bodies = [m.parse(r.body) for r in parts]
+        items = [i.device_id for b in bodies for i in b.items]
+        assert {b.sum_num for b in bodies} == {8} and len(items) == 8
+        assert items[0] == CITY and set(sim.management.channel_ids) <= set(items)
+        assert not city.platform.cascade.subscriptions.active(UPPER, "Catalog")
