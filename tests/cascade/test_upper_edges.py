@@ -64,3 +64,25 @@ async def test_a_fetch_gets_the_current_catalog_terminated(tmp_path):
         assert {b.sum_num for b in bodies} == {8} and len(items) == 8
         assert items[0] == CITY and set(sim.management.channel_ids) <= set(items)
         assert not city.platform.cascade.subscriptions.active(UPPER, "Catalog")
+
+
+# -- an upper configured by name ----------------------------------------------------------------------
+async def test_an_upper_by_name_that_fails_to_register_is_still_heard(tmp_path):
+    async with city_with_upper(tmp_path, host="localhost", retry_interval=0.2, retry_max=0.4) as (upper, city, sim):
+        link = city.platform.cascade.link(UPPER)
+        assert link.address == "127.0.0.1"
+
+        def on_request(request: Request, flow: Flow) -> None:
+            if request.method == "REGISTER":
+                upper.endpoint.respond(Response.for_request(request, 403, "Forbidden", to_tag=new_tag()))
+                return
+            upper._on_request(request, flow)
+        upper.endpoint.on_request = on_request
+        await link.register_now()                       # the refresh is refused
+        await wait_for(lambda: link.failures >= 2 and link.last_error and "403" in link.last_error)
+        assert not link.online
+        # the upper still speaks from the address its name had: heard, not 403
+        answer = await upper.send(city, upper.request(city, "MESSAGE", query(m.DeviceInfoQuery, CITY, 9)))
+        assert answer.status == 200
+        await wait_for(lambda: upper.bodies("MESSAGE", "DeviceInfo"))
+        assert link.address == "127.0.0.1"
