@@ -86,3 +86,29 @@ async def test_an_upper_by_name_that_fails_to_register_is_still_heard(tmp_path):
         assert answer.status == 200
         await wait_for(lambda: upper.bodies("MESSAGE", "DeviceInfo"))
         assert link.address == "127.0.0.1"
+
+
+# -- an upper's playback ------------------------------------------------------------------------------
+async def test_an_upper_s_playback_ends_at_the_device_as_soon_as_the_upper_byes(tmp_path):
+    import aiohttp
+
+    from sip28181.errors import NotFoundError
+
+    from .test_invite import chain, upper_calls
+    from .test_invite_history import start, window
+    # a long linger: a stream nobody else can join must not wait for it
+    from sip28181.device.media import MediaOptions
+    async with chain(tmp_path, options=MediaOptions(history_seconds=60), media_linger=30.0) as (province, city, camera), aiohttp.ClientSession() as http:
+        s, e = window()
+        status, out = await start(http, province, start=s, end=e, transport="udp")
+        assert status == 200, out
+        [call] = upper_calls(city)
+        [stream] = city.platform.streams.list()
+        assert stream.exclusive and stream.stream_id.endswith("_x1")
+        with pytest.raises(NotFoundError):
+            city.platform.streams.join(stream.stream_id)
+        assert len(camera.media.streams) == 1
+        await province.platform.streams.stop(out["stream_id"])
+        assert await asyncio.wait_for(call.closed, 5) == "upper bye"
+        await wait_for(lambda: not camera.media.streams and len(city.platform.streams) == 0)
+        assert len(city.platform.sessions) == 0
