@@ -140,6 +140,8 @@ class UpperMedia:
     request_timeout = 5.0
     #: Bytes queued on a TCP media connection beyond which output skips to the next keyframe.
     tcp_queue_limit = 4 * 1024 * 1024
+    #: The same for UDP: asyncio queues datagrams without limit while the socket would block.
+    udp_queue_limit = 1024 * 1024
 
     @staticmethod
     def keeps_calls(old: "UpperSettings", new: "UpperSettings") -> bool:
@@ -434,6 +436,10 @@ class UpperMedia:
 
     def _send(self, call: UpperCall, packets: list[bytes]) -> None:
         if call._udp is not None:
+            if call._udp.get_write_buffer_size() > self.udp_queue_limit:
+                if call.sink is not None:
+                    call.sink.resync()      # the network cannot keep up: resume at a keyframe
+                return
             dest = (call.dest_host, call.dest_port)
             sendto = call._udp.sendto
             for packet in packets:

@@ -112,3 +112,26 @@ async def test_an_upper_s_playback_ends_at_the_device_as_soon_as_the_upper_byes(
         assert await asyncio.wait_for(call.closed, 5) == "upper bye"
         await wait_for(lambda: not camera.media.streams and len(city.platform.streams) == 0)
         assert len(city.platform.sessions) == 0
+
+
+async def test_udp_media_to_an_upper_skips_to_a_keyframe_when_its_queue_is_over_the_limit(tmp_path):
+    import aiohttp
+
+    from ..integration.livekit import read_flv
+    from .test_invite import chain, live_url, upper_calls
+    async with chain(tmp_path) as (province, city, camera), aiohttp.ClientSession() as http:
+        async with http.get(live_url(province, "udp")) as resp:
+            assert resp.status == 200
+            tags = await read_flv(resp, frames=5)
+            [call] = upper_calls(city)
+            media = city.platform.cascade.media
+            limit = media.udp_queue_limit
+            media.udp_queue_limit = -1          # every datagram finds the queue "full"
+            await wait_for(lambda: call.sink.resyncs > 0)
+            sent = call.sink.packets_sent
+            await asyncio.sleep(0.3)
+            assert call.sink.packets_sent == sent       # nothing queued meanwhile
+            media.udp_queue_limit = limit
+            # back at the next keyframe: the province plays on
+            await read_flv(resp, frames=len(tags.video_frames) + 10, tags=tags)
+            assert call.sink.packets_sent > sent
