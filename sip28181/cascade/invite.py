@@ -350,11 +350,16 @@ class UpperMedia:
         loop = asyncio.get_running_loop()
         ingest = self.platform.streams.ingest
         kind = {MediaTransport.UDP: "udp", MediaTransport.TCP_ACTIVE: "tcp-listen"}.get(call.transport, "tcp")
-        sock = call._sock = ingest.bind_port(kind)
+        sock = ingest.bind_port(kind)
         call.local_port = sock.getsockname()[1]
+        # While asyncio takes the socket over, it belongs to nobody else: a cancellation there
+        # (the upper's CANCEL) must not see it in the call and close its fd under a reader.
         if call.transport is MediaTransport.UDP:
-            call._udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
-            call._sock = None
+            try:
+                call._udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+            except BaseException:
+                sock.close()        # asyncio closed its transport (and the reader) already
+                raise
         elif call.transport is MediaTransport.TCP_ACTIVE:       # the upper connects to us
             call._accepted = loop.create_future()
 
@@ -363,9 +368,15 @@ class UpperMedia:
                     call._accepted.set_result((reader, writer))
                 else:
                     writer.close()
-            call._server = await asyncio.start_server(accepted, sock=sock)
-            call._sock = None
-        # TCP passive (the upper listens): we connect from this socket after the ACK
+            try:
+                server = await asyncio.start_server(accepted, sock=sock, start_serving=False)
+            except BaseException:
+                sock.close()
+                raise
+            call._server = server   # owned by the call from here: _close_media closes it
+            await server.start_serving()
+        else:
+            call._sock = sock       # TCP passive (the upper listens): we connect from it after the ACK
 
     # -- ACK and media ----------------------------------------------------------------------------
     def _on_ack(self, request: Request, flow: Flow) -> None:

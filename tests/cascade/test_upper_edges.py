@@ -135,3 +135,50 @@ async def test_udp_media_to_an_upper_skips_to_a_keyframe_when_its_queue_is_over_
             # back at the next keyframe: the province plays on
             await read_flv(resp, frames=len(tags.video_frames) + 10, tags=tags)
             assert call.sink.packets_sent > sent
+
+
+async def test_a_cancel_while_the_listener_is_handed_to_asyncio_leaks_nothing(tmp_path, monkeypatch):
+    """The upper's CANCEL lands at the first moment the answer waits after taking its port."""
+    import socket
+
+    import aiohttp
+
+    from .test_invite import chain, live_url, upper_calls
+    async with chain(tmp_path) as (province, city, camera), aiohttp.ClientSession() as http:
+        media = city.platform.cascade.media
+        ingest = city.platform.streams.ingest
+        bind_port = ingest.bind_port
+        taken: list[tuple[int, int]] = []
+
+        def cancel_now() -> None:
+            [call] = upper_calls(city)
+            media._respond(call.invite, 487)            # what the CANCEL does
+            media._close(call, "cancelled")
+
+        def bind_and_cancel(kind: str):
+            sock = bind_port(kind)
+            if kind == "tcp-listen":
+                taken.append((sock.fileno(), sock.getsockname()[1]))
+                asyncio.get_running_loop().call_soon(cancel_now)
+            return sock
+        monkeypatch.setattr(ingest, "bind_port", bind_and_cancel)
+        async with http.get(live_url(province, "tcp-active")) as resp:
+            assert resp.status >= 400
+        [(fd, port)] = taken
+        await wait_for(lambda: not upper_calls(city))
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        assert fd not in loop._selector.get_map()       # no reader left on the closed socket
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+        # a socket that gets the same descriptor works
+        fresh = socket.socket()
+        fresh.bind(("127.0.0.1", 0))
+        accepted = asyncio.Event()
+        server = await asyncio.start_server(lambda r, w: (accepted.set(), w.close()), sock=fresh)
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", fresh.getsockname()[1])
+            await asyncio.wait_for(accepted.wait(), 5)
+            writer.close()
+        finally:
+            server.close()
