@@ -182,3 +182,33 @@ async def test_a_cancel_while_the_listener_is_handed_to_asyncio_leaks_nothing(tm
             writer.close()
         finally:
             server.close()
+
+
+# -- mobile positions to a slow upper -----------------------------------------------------------------
+async def test_positions_to_an_upper_that_does_not_answer_wait_in_order(tmp_path):
+    from .test_positions_up import report
+    async with city_with_upper(tmp_path) as (upper, city, sim):
+        held: list[Request] = []
+
+        def on_request(request: Request, flow: Flow) -> None:
+            if request.method == "NOTIFY":
+                if all(r.cseq.number != request.cseq.number for r in held):
+                    held.append(request)            # unanswered until released
+                return
+            upper._on_request(request, flow)
+        upper.endpoint.on_request = on_request
+        city.platform.cascade.link(UPPER).request_timeout = 60
+        request = upper.request(city, "SUBSCRIBE", query(m.MobilePositionQuery, CITY, 41, interval=1),
+                                extra=[("Event", "presence"), ("Expires", 600)])
+        assert (await upper.send(city, request)).status == 200
+        channel = sim.management.channel_ids[0]
+        await sim.send_manscdp(report(sim, target=channel, lon=116.1, lat=39.9).to_xml())
+        await wait_for(lambda: held)
+        for lon in (116.2, 116.3):
+            await sim.send_manscdp(report(sim, target=channel, lon=lon, lat=39.9).to_xml())
+        await asyncio.sleep(1.5)                # past the interval: the newest is due
+        assert len(held) == 1                   # nothing more before the upper answers
+        upper.endpoint.respond(Response.for_request(held[0], 200, to_tag=new_tag()))
+        await wait_for(lambda: len(held) == 2)
+        upper.endpoint.respond(Response.for_request(held[1], 200, to_tag=new_tag()))
+        assert [m.parse(r.body).longitude for r in held] == [116.1, 116.3]
