@@ -178,6 +178,11 @@ class UpperMedia:
                              return_exceptions=True)
         await self._tasks.close(grace=2.0)
 
+    async def end_calls(self, upper_id: str, reason: str) -> None:
+        """End an upper's calls now (BYE to it), whatever the state of its link."""
+        await asyncio.gather(*(self._end(c, reason, bye=True) for c in self.list(upper_id)),
+                             return_exceptions=True)
+
     # -- INVITE -----------------------------------------------------------------------------------
     def _respond(self, request: Request, status: int, reason: str | None = None, *, tag: str | None = None,
                  body: bytes = b"", content_type: str | None = None,

@@ -144,7 +144,10 @@ class Cascade:
         old = self.link(settings.sip_id)
         if not settings.enabled:
             await self.subscriptions.end(old.upper_id)
-        await old.stop(unregister=not self.media.keeps_calls(old.settings, settings))  # its video goes on
+        keeps = self.media.keeps_calls(old.settings, settings)
+        if not keeps:       # ended here: a link that was not online says nothing when it stops
+            await self.media.end_calls(old.upper_id, "upper offline")
+        await old.stop(unregister=not keeps)    # its video goes on
         link = self.links[settings.sip_id] = UpperLink(self, settings)
         self.subscriptions.rebind(link)
         if self._started:
@@ -155,6 +158,7 @@ class Cascade:
         """Forget an upper: its subscriptions end (a last NOTIFY each), then it is unregistered."""
         link = self.link(upper_id)
         await self.subscriptions.end(upper_id)
+        await self.media.end_calls(upper_id, "upper removed")
         await link.stop()
         if self.links.get(upper_id) is link:
             del self.links[upper_id]
@@ -203,6 +207,10 @@ class Cascade:
                 self.platform.endpoint.respond(Response.for_request(
                     request, 403, "Not from the upper platform's address", to_tag=new_tag()))
             return True
+        if not link.settings.enabled and not self._ends_a_call(request):
+            if request.method != "ACK":
+                self.platform.endpoint.respond(Response.for_request(request, 403, "upper disabled", to_tag=new_tag()))
+            return True
         handler = self.request_handlers.get(request.method)
         if handler is not None:
             handler(link, request, flow)
@@ -215,6 +223,10 @@ class Cascade:
                 request, 501 if request.method not in ("BYE", "INFO", "CANCEL") else 481,
                 to_tag=new_tag()))
         return True
+
+    def _ends_a_call(self, request: Request) -> bool:
+        """An ACK, or a BYE or CANCEL of one of the upper's calls: still taken from a disabled upper."""
+        return request.method == "ACK" or (request.method in ("BYE", "CANCEL") and request.call_id in self.media.calls)
 
     def _on_message(self, link: UpperLink, request: Request, flow: Flow) -> None:
         respond = self.platform.endpoint.respond

@@ -212,3 +212,46 @@ async def test_positions_to_an_upper_that_does_not_answer_wait_in_order(tmp_path
         await wait_for(lambda: len(held) == 2)
         upper.endpoint.respond(Response.for_request(held[1], 200, to_tag=new_tag()))
         assert [m.parse(r.body).longitude for r in held] == [116.1, 116.3]
+
+
+# -- a disabled or removed upper ----------------------------------------------------------------------
+async def test_a_disabled_upper_is_refused_everything(tmp_path):
+    import dataclasses
+
+    from .test_catalog_upper_subs import subscribe
+    async with city_with_upper(tmp_path) as (upper, city, sim):
+        cascade = city.platform.cascade
+        await cascade.update(dataclasses.replace(cascade.link(UPPER).settings, enabled=False))
+        channel = sim.management.channel_ids[0]
+        ptz = m.DeviceControl(sn=3, device_id=channel, ptz_cmd="A50F010800FA00B7").encode()
+        for request in (upper.request(city, "MESSAGE", ptz),
+                        upper.request(city, "SUBSCRIBE", subscribe(upper, city, CITY).body,
+                                      extra=[("Event", "Catalog"), ("Expires", 600)]),
+                        upper.request(city, "INVITE", b"v=0\r\n")):
+            response = await upper.send(city, request)
+            assert (request.method, response.status, response.reason) == (request.method, 403, "upper disabled")
+        assert not sim.ptz_log and not cascade.subscriptions.active(UPPER, "Catalog")
+        assert not cascade.media.calls
+        # and an unknown BYE is no call of its: refused too
+        assert (await upper.send(city, upper.request(city, "BYE"))).status == 403
+
+
+async def test_removing_an_upper_ends_a_call_opened_while_its_link_was_down(tmp_path):
+    import aiohttp
+
+    from ..integration.livekit import read_flv
+    from .test_invite import PROVINCE, chain, live_url, upper_calls
+    async with chain(tmp_path) as (province, city, camera), aiohttp.ClientSession() as http:
+        cascade = city.platform.cascade
+        link = cascade.link(PROVINCE)
+        await link.stop(unregister=False)       # not online, still enabled: the province plays on
+        assert not link.online
+        async with http.get(live_url(province)) as resp:
+            tags = await read_flv(resp, frames=5)
+            [call] = upper_calls(city)
+            await cascade.remove(PROVINCE)
+            assert call.closed.done() and call.close_reason == "upper removed" and call.bye_sent
+            # the province took the BYE: its viewer sees the end
+            await read_flv(resp, frames=None, tags=tags, timeout=10)
+        assert not upper_calls(city)
+        await wait_for(lambda: len(city.platform.streams) == 0 and not camera.media.streams)
