@@ -194,8 +194,10 @@ class UpperLink:
         self._wake = asyncio.Event()
         self._task = self.cascade.platform._spawn(self._run(), f"upper {self.upper_id}")
 
-    async def stop(self, *, unregister: bool = True) -> None:
-        """End the link; ``unregister`` sends REGISTER Expires 0 when it is online."""
+    async def stop(self, *, unregister: bool = True, close: bool = True) -> None:
+        """End the link; ``unregister`` sends REGISTER Expires 0 when it is online; ``close``
+        closes our TCP connection to the upper unless a call of the upper still uses it (a
+        replacement link to the same address reuses it instead)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -208,6 +210,10 @@ class UpperLink:
                 log.info("unregister from upper failed: %s", exc, extra=self._extra)
         self.state = LinkState.DISABLED if not self.settings.enabled else LinkState.STOPPED
         self.next_attempt_at = None
+        if close and self._flow is not None:
+            flow, self._flow = self._flow, None
+            if not any(c.flow.connection == flow.connection for c in self.cascade.media.list(self.upper_id)):
+                self.cascade.platform.endpoint.transport.close_flow(flow)
         if was_online:
             self.cascade.link_changed(self, online=False, reason="stopped")
         self._release_waiters()

@@ -147,7 +147,7 @@ class Cascade:
         keeps = self.media.keeps_calls(old.settings, settings)
         if not keeps:       # ended here: a link that was not online says nothing when it stops
             await self.media.end_calls(old.upper_id, "upper offline")
-        await old.stop(unregister=not keeps)    # its video goes on
+        await old.stop(unregister=not keeps, close=not keeps)   # its video goes on, on its connection
         link = self.links[settings.sip_id] = UpperLink(self, settings)
         self.subscriptions.rebind(link)
         if self._started:

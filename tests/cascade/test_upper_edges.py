@@ -255,3 +255,38 @@ async def test_removing_an_upper_ends_a_call_opened_while_its_link_was_down(tmp_
             await read_flv(resp, frames=None, tags=tags, timeout=10)
         assert not upper_calls(city)
         await wait_for(lambda: len(city.platform.streams) == 0 and not camera.media.streams)
+
+
+# -- a TCP link replaced ------------------------------------------------------------------------------
+async def test_new_settings_for_a_tcp_upper_leave_no_connection_behind(tmp_path):
+    import dataclasses
+    import socket
+
+    from .test_invite import PROVINCE, chain
+    async with chain(tmp_path, upper_transport="tcp") as (province, city, camera):
+        cascade = city.platform.cascade
+        transport = city.platform.endpoint.transport
+        port = province.platform.sip_port
+
+        def to_province() -> list[int]:
+            return [key for key, conn in transport._connections.items()
+                    if conn.flow is not None and conn.flow.port == port]
+        [first] = to_province()
+        # a setting that does not touch the address: the connection serves the new link
+        settings = cascade.link(PROVINCE).settings
+        link = await cascade.update(dataclasses.replace(settings, name="Province"))
+        await wait_for(lambda: link.online)
+        assert to_province() == [first]
+        # another address: the old connection is closed
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        dead.close()
+        await cascade.update(dataclasses.replace(settings, port=dead_port, retry_interval=30))
+        await wait_for(lambda: not to_province())
+        # back, then disabled: one connection, then none
+        link = await cascade.update(settings)
+        await wait_for(lambda: link.online)
+        assert len(to_province()) == 1
+        await cascade.update(dataclasses.replace(settings, enabled=False))
+        await wait_for(lambda: not to_province())
