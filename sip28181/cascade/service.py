@@ -7,7 +7,8 @@ A request whose From user is the SIP ID of a configured upper belongs to that up
 Only when it comes from the upper's configured ``host``, though (unless its ``check_source`` is
 off): anyone can write an upper's ID in From, and what an upper may ask for includes PTZ. A
 REGISTER is never the upper's business as our upper: an upper that is also our lower (peer
-interconnect) registers through the registrar like any device.
+interconnect) registers through the registrar like any device, and once registered its keepalives,
+notifications and answers to our queries go the device's way too.
 """
 
 from __future__ import annotations
@@ -182,10 +183,36 @@ class Cascade:
     # -- requests from uppers ---------------------------------------------------------------------
     def link_for(self, request: Request) -> UpperLink | None:
         """The upper a request comes from (by its From user), if any. A REGISTER never is: an
-        upper registering to us is our lower as well, a device to the registrar."""
+        upper registering to us is our lower as well, a device to the registrar; and once it is
+        registered, what it sends as our lower goes to the device path (:meth:`_as_lower`)."""
         if not self.links or request.method == "REGISTER":
             return None
-        return self.links.get(request.from_user or "")
+        link = self.links.get(request.from_user or "")
+        if link is not None and self._as_lower(link, request):
+            return None
+        return link
+
+    def _as_lower(self, link: UpperLink, request: Request) -> bool:
+        """Whether a request from a peer (an upper registered to us as well) is its part as our
+        lower: its NOTIFYs (our subscriptions) and MANSCDP Notify (keepalives, alarms) and
+        Response (answers to our queries), except a Response Alarm acknowledging an alarm we sent
+        it. Its queries, controls, subscriptions and calls are the upper's."""
+        state = self.platform.registry.get(link.upper_id)
+        if state is None or not state.registered:
+            return False
+        if request.method == "NOTIFY":
+            return True
+        if request.method != "MESSAGE":
+            return False
+        try:
+            envelope = parse_envelope(request.body)
+        except ManscdpError:
+            return False
+        if envelope.kind == "Notify":
+            return True
+        if envelope.kind == "Response":
+            return not (envelope.cmd_type == "Alarm" and (link.upper_id, envelope.sn) in self.alarms.sent)
+        return False
 
     def from_upper(self, link: UpperLink, flow: Flow) -> bool:
         """Whether a request under ``link``'s ID came from the upper's address."""

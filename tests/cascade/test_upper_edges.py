@@ -290,3 +290,38 @@ async def test_new_settings_for_a_tcp_upper_leave_no_connection_behind(tmp_path)
         assert len(to_province()) == 1
         await cascade.update(dataclasses.replace(settings, enabled=False))
         await wait_for(lambda: not to_province())
+
+
+# -- peer interconnect ----------------------------------------------------------------------------------
+async def test_an_upper_that_is_also_our_lower_is_a_device_too(tmp_path):
+    from sip28181.device import DeviceSimulator
+    from sip28181.server import Server
+
+    from ..integration.conftest import make_config
+    from .test_catalog_upper import ScriptedUpper
+    upper = ScriptedUpper()
+    await upper.endpoint.start("127.0.0.1", 0, tcp=False)
+    city = Server(make_config(tmp_path, sip_id=CITY, password="city-secret", catalog_query_delay=0.0,
+                              keepalive_interval=1, keepalive_count=2, upper=({
+                                  "sip_id": UPPER, "host": "127.0.0.1", "port": upper.endpoint.port,
+                                  "keepalive_interval": 30},)))
+    await city.start()
+    try:
+        await wait_for(lambda: city.platform.cascade.link(UPPER).online)
+        async with DeviceSimulator(UPPER, server_id=CITY, server_port=city.platform.sip_port,
+                                   password="city-secret", keepalive_interval=1, channels=2) as peer:
+            state = await wait_for(lambda: (s := city.platform.registry.get(UPPER)) and s.status == "online" and s)
+            first = state.last_keepalive_at
+            await asyncio.sleep(3.5)            # past interval x count: its keepalives were heard
+            assert state.status == "online" and state.last_keepalive_at and state.last_keepalive_at != first
+            # our query to it is answered to us
+            result = await city.platform.query_catalog(UPPER, timeout=5)
+            assert {c.channel_id for c in city.platform.channels(UPPER)} >= set(peer.management.channel_ids[-2:])
+            assert result is not None
+            # and it is our upper all the same
+            answer = await upper.send(city, upper.request(city, "MESSAGE", query(m.DeviceInfoQuery, CITY, 8)))
+            assert answer.status == 200
+            await wait_for(lambda: upper.bodies("MESSAGE", "DeviceInfo"))
+    finally:
+        await city.stop()
+        await upper.endpoint.close()
