@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests" / "media"))
 
-from relay import (TICKS_PER_S, all_process_cpu, build_sender, cache_dir_default,  # noqa: E402
+from relay import (all_process_cpu, build_sender, cache_dir_default,  # noqa: E402
                    process_cpu, rss_mib, write_pack)
 
 CITY = "44010000002000000001"
