@@ -240,7 +240,7 @@ def remux_main(args) -> int:
     print(f"recording {ps_path.name}: {ps_bytes / 1e6:.1f} MB, {nvideo} video + {nframes - nvideo} audio "
           f"frames ({duration:.0f} s, {ps_bytes * 8 / duration / 1e6:.2f} Mbit/s), {len(batches)} batches "
           f"of 32 RTP packets; PsMuxer {psrtp.PsMuxer.__module__}; RtpPacketizer "
-          f"{psrtp.RtpPacketizer.__module__} (``_py`` = pure Python)", flush=True)
+          f"{psrtp.RtpPacketizer.__module__} (a _py module is the pure-Python twin)", flush=True)
 
     sent = [0, 0]
 
