@@ -103,7 +103,8 @@ class Northbound:
         return built
 
     def _name(self) -> str:
-        return f"sip28181 {self.platform.sip_id}"
+        """Our name towards every upper (``[sip] name``)."""
+        return self.platform.config.platform_name
 
     def resolve(self, link: "UpperLink", upper_side_id: str) -> tuple[str, str] | None:
         return self.shared(link).resolve(upper_side_id)
@@ -181,7 +182,7 @@ class Northbound:
         target = envelope.device_id or link.local_id
         if target == link.local_id:
             answer: m.Message = m.DeviceInfoResponse(
-                sn=envelope.sn or 0, device_id=target, device_name=link.settings.name or self._name(), result="OK",
+                sn=envelope.sn or 0, device_id=target, device_name=self._name(), result="OK",
                 device_type="Platform", manufacturer="sip28181", model="sip28181", firmware=__version__,
                 max_camera=len(shared.channels), max_alarm=0, channel=len(shared.channels))
         else:
