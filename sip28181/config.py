@@ -16,7 +16,7 @@ TOML layout (see ``examples/sip28181.toml``)::
 
     profile = "default"            # top-level keys: profile, data_dir
     data_dir = "./data"
-    [sip]       id domain host port transports external_host
+    [sip]       id domain host port transports external_host name
     [register]  expires_min expires_max expires_default date_header
     [auth]      password qop nonce_lifetime max_failures failure_window block_seconds
     [keepalive] interval count
@@ -222,6 +222,11 @@ def _digits(n: int) -> Callable[[str], None]:
     return check
 
 
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValueError("must not be empty")
+
+
 _PORT = _Int(0, 65535)
 _POSITIVE_INT = _Int(1)
 
@@ -269,6 +274,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("external_host", ("sip", "external_host"), _Str(optional=True),
            "address written into Via/Contact/SDP when listening on 0.0.0.0 (default: automatic)",
            flag="--external-host"),
+    Option("platform_name", ("sip", "name"), _Str(check=_not_blank),
+           "this platform's name as uppers see it (catalog platform node, DeviceInfo DeviceName)",
+           flag="--platform-name"),
     Option("register_expires_min", ("register", "expires_min"), _POSITIVE_INT,
            "shortest registration accepted, seconds (shorter requests get 423)"),
     Option("register_expires_max", ("register", "expires_max"), _POSITIVE_INT,
@@ -409,6 +417,9 @@ class Config:
     """Transports to listen on, lower case: ``("udp", "tcp")`` or a subset."""
     external_host: str | None = None
     """Address for Via/Contact/SDP when bound to 0.0.0.0; ``None`` picks one automatically."""
+    platform_name: str = "sip28181"
+    """This platform's name towards uppers: the Name of our node in the catalog we share and the
+    DeviceName of our DeviceInfo answers."""
 
     # Registration
     register_expires_min: int = 60

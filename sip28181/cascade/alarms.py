@@ -2,7 +2,10 @@
 
 Each alarm a device sends us goes, as received, to every online upper that shares the alarm's
 channel: the same ``Notify Alarm`` with only ``DeviceID`` replaced by the ID the upper knows and
-``SN`` by one of ours towards that upper. Everything else is kept verbatim, HJ fields included
+``SN`` by one of ours towards that upper. An alarm a device raises on its own ID (an NVR's disk
+or tamper alarm, not a channel's) goes to each upper the device is shared with whole (``share``
+all, or the device's ID listed), under the device's ID mapped as its channels are; an upper
+shown only some of its channels does not get it. Everything else is kept verbatim, HJ fields included
 (AlarmType 100001–100009, ``AlarmTypeParam``, every ``Info`` with its ``ImageURL`` and unknown
 children, elements we have no field for). An upper holding an alarm subscription (SUBSCRIBE
 with a ``Query Alarm`` body, served by :mod:`.subscriptions`) gets the alarms its query's filters
@@ -96,6 +99,8 @@ class AlarmForwarder:
         for link in self.cascade.online_links():
             alarm_device = record.alarm_device_id or device_id
             upper_side = self.cascade.upper_side_id(link, device_id, alarm_device)
+            if upper_side is None and alarm_device == device_id:
+                upper_side = self.cascade.northbound.shared(link).device_upper_id(device_id)
             if upper_side is None:
                 continue
             subs = self.cascade.subscriptions.active(link, "Alarm")

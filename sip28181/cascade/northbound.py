@@ -8,7 +8,10 @@ Queries from the upper (answered 200 by the cascade first, then here):
 
 * ``Catalog``: every node the upper may see (or the subtree of the group, organisation or region
   it names, 2022 Annex J), ``SumNum`` = all of them, in messages of ``catalog_group`` items, each
-  sent after the previous one's 200 OK (2022 Annex M).
+  sent after the previous one's 200 OK (2022 Annex M). An upper that leaves a part unanswered
+  (transaction timeout) gets the rest by timed sending: each part after the previous one's
+  answer or :attr:`Northbound.timed_interval` seconds, whichever comes first. An error status
+  (or a transport failure) ends the answer.
 * ``DeviceInfo``: our platform (name, manufacturer, model, firmware, number of shared channels).
 * ``DeviceStatus``: our platform, or a shared channel (online as its status says); any other ID
   gets ``Result ERROR``.
@@ -31,7 +34,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import Sip28181Error
+from ..errors import Sip28181Error, TransactionError
 from ..manscdp import messages as m
 from ..platform.events import CatalogUpdated, ChannelStatusChanged, DeviceOffline, DeviceOnline, DeviceRegistered
 from .share import LocalDevice, SharedCatalog, build_shared, diff, packets
@@ -51,6 +54,8 @@ __all__ = ["Northbound"]
 SETTLE = 0.2
 #: wait before sending again changes an upper did not take, seconds
 RETRY = 5.0
+#: after a catalog part went unanswered, the longest wait between the next parts, seconds
+TIMED_INTERVAL = 0.2
 
 
 class Northbound:
@@ -66,6 +71,8 @@ class Northbound:
         self._wakes: dict[str, asyncio.Event] = {}
         self._notifiers: dict[str, asyncio.Task] = {}
         self.subscriptions = UpperSubscriptions(cascade)
+        #: pace of catalog parts once an upper left one unanswered (seconds)
+        self.timed_interval = TIMED_INTERVAL
         self.subscriptions.register("Catalog", self._on_catalog_subscribe)
         handlers = cascade.message_handlers
         handlers["Catalog"] = self._on_catalog
@@ -103,7 +110,8 @@ class Northbound:
         return built
 
     def _name(self) -> str:
-        return f"sip28181 {self.platform.sip_id}"
+        """Our name towards every upper (``[sip] name``)."""
+        return self.platform.config.platform_name
 
     def resolve(self, link: "UpperLink", upper_side_id: str) -> tuple[str, str] | None:
         return self.shared(link).resolve(upper_side_id)
@@ -146,22 +154,32 @@ class Northbound:
 
     async def _answer_catalog(self, link: "UpperLink", messages: list[m.Message], whole: SharedCatalog | None) -> None:
         """Send a catalog answer; once the upper took all of the whole catalog, it has been shown it."""
-        sent = await self._send_all(link, messages, "catalog answer")
+        sent = await self._send_all(link, messages, "catalog answer", timed_fallback=True)
         if whole is not None and sent == len(messages):
             self._shown[link.upper_id] = whole
 
-    async def _send_all(self, link: "UpperLink", messages: list[m.Message], what: str) -> int:
-        """Send one after another's 200 OK (a failure ends the answer); returns how many went."""
+    async def _send_all(self, link: "UpperLink", messages: list[m.Message], what: str, *,
+                        timed_fallback: bool = False) -> int:
+        """Send one after another's 200 OK (a failure ends the answer); returns how many the
+        upper took. With ``timed_fallback`` a part left unanswered switches to timed sending."""
         async with self._lock(link):
-            return await self._send_each(link, messages, what)
+            return await self._send_each(link, messages, what, timed_fallback=timed_fallback)
 
-    async def _send_each(self, link: "UpperLink", messages: list[m.Message], what: str) -> int:
+    async def _send_each(self, link: "UpperLink", messages: list[m.Message], what: str, *,
+                         timed_fallback: bool = False) -> int:
         sent = 0
-        for message in messages:
+        for index, message in enumerate(messages):
             try:
                 response = await link.send_manscdp(message.to_xml())
+            except TransactionError as exc:
+                log.warning("%s: message %d of %d not answered (%s)%s", what, index + 1, len(messages), exc,
+                            ", the rest by timed sending" if timed_fallback else "",
+                            extra={"device_id": link.upper_id})
+                if timed_fallback:
+                    sent += await self._send_timed(link, messages[index + 1:], what)
+                break
             except (Sip28181Error, OSError) as exc:
-                log.warning("%s: message %d of %d not answered (%s)", what, sent + 1, len(messages), exc,
+                log.warning("%s: message %d of %d not sent (%s)", what, index + 1, len(messages), exc,
                             extra={"device_id": link.upper_id})
                 break
             if response.status >= 300:
@@ -172,6 +190,43 @@ class Northbound:
         self.platform._count("cascade_catalog_messages", what.replace(" ", "_"))
         return sent
 
+    async def _send_timed(self, link: "UpperLink", messages: list[m.Message], what: str) -> int:
+        """Timed sending (WVP's fallback): each part after the previous one's answer or
+        :attr:`timed_interval`, whichever comes first; an error status or a failed send stops the
+        rest. Returns how many parts the upper took (2xx), waiting for the late answers."""
+        pending: list[asyncio.Task] = []
+        stopped = False
+
+        def failed(task: asyncio.Task) -> bool:
+            if task.cancelled():
+                return False
+            exc = task.exception()
+            if exc is not None:
+                return not isinstance(exc, TransactionError)
+            return task.result().status >= 300
+
+        try:
+            for index, message in enumerate(messages):
+                if any(t.done() and failed(t) for t in pending):
+                    stopped = True
+                    break
+                task = asyncio.ensure_future(link.send_manscdp(message.to_xml()))
+                pending.append(task)
+                if index + 1 < len(messages):
+                    await asyncio.wait([task], timeout=self.timed_interval)
+            await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            for task in pending:
+                task.cancel()
+        taken = sum(1 for t in pending if not t.cancelled() and t.exception() is None and t.result().status < 300)
+        if stopped or any(failed(t) for t in pending):
+            log.warning("%s: timed sending stopped by the upper's answer or a failed send (%d of %d parts taken)",
+                        what, taken, len(messages), extra={"device_id": link.upper_id})
+        else:
+            log.info("%s: timed sending done, %d of %d parts taken", what, taken, len(messages),
+                     extra={"device_id": link.upper_id})
+        return taken
+
     def _on_device_info(self, link: "UpperLink", envelope: "Envelope", request: "Request") -> None:
         if envelope.kind != "Query":
             return
@@ -179,7 +234,7 @@ class Northbound:
         target = envelope.device_id or link.local_id
         if target == link.local_id:
             answer: m.Message = m.DeviceInfoResponse(
-                sn=envelope.sn or 0, device_id=target, device_name=link.settings.name or self._name(), result="OK",
+                sn=envelope.sn or 0, device_id=target, device_name=self._name(), result="OK",
                 device_type="Platform", manufacturer="sip28181", model="sip28181", firmware=__version__,
                 max_camera=len(shared.channels), max_alarm=0, channel=len(shared.channels))
         else:

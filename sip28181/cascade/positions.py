@@ -10,6 +10,11 @@ and the position's ``CaptureTime``, ``Time`` when it was sent. A position report
 that is not itself shared (an NVR or vehicle reporting its own ID) stands for each of its shared
 channels: the cameras are where the device is.
 
+A one-shot ``Query MobilePosition`` by MESSAGE (no subscription) is answered from the last known
+positions: one ``Notify MobilePosition`` MESSAGE per shared channel with a known position (its own,
+or else its device's), with the query's SN, for our platform ID or the subtree of the group,
+organisation or channel the query names; channels without a known position are left out.
+
 Per subscription and channel at most one NOTIFY goes per ``Interval``: a position arriving sooner
 waits, and only the newest waiting one is sent when the interval is up (the upper asked for a
 period, not for every fix). A new subscription gets the last known position of each channel it
@@ -31,6 +36,8 @@ from ..platform.events import MobilePositionReceived
 from ..platform.management import format_time
 
 if TYPE_CHECKING:
+    from ..manscdp.codec import Envelope
+    from ..sip.message import Request
     from ..store.base import MobilePositionRecord
     from .link import UpperLink
     from .service import Cascade
@@ -137,6 +144,7 @@ class PositionForwarder:
         self.latest: collections.OrderedDict[tuple[str, str], "MobilePositionRecord"] = collections.OrderedDict()
         self._feeds: dict[int, _Feed] = {}
         cascade.subscriptions.register("MobilePosition", self._on_subscribe)
+        cascade.message_handlers["MobilePosition"] = self._on_message
         self.platform.events.on(self._on_event, MobilePositionReceived)
 
     # -- mapping ----------------------------------------------------------------------------------
@@ -187,6 +195,56 @@ class PositionForwarder:
         for (device_id, target_id), record in list(self.latest.items()):
             for upper_side in self.targets(sub.link, device_id, target_id):
                 self._offer(feed, upper_side, record)
+
+    # -- one-shot queries ---------------------------------------------------------------------------
+    def last_known(self, device_id: str, channel_id: str) -> "MobilePositionRecord | None":
+        """A channel's newest position: its own, or its device's (the cameras are where it is)."""
+        own = self.latest.get((device_id, channel_id))
+        device = self.latest.get((device_id, device_id))
+        if own is None or (device is not None and device.at > own.at):
+            return device
+        return own
+
+    def answer(self, link: "UpperLink", target: str, sn: int) -> list[m.MobilePositionNotify]:
+        """What a ``Query MobilePosition`` for ``target`` (an upper-side ID) gets: one notify per
+        shared channel under it with a known position."""
+        nodes = self.cascade.northbound.shared(link).subtree(target) or []
+        out = []
+        for node in nodes:
+            if node.kind != "channel":
+                continue
+            record = self.last_known(node.device_id, node.local_id)
+            if record is not None:
+                out.append(position_notify(record, node.upper_id, sn, edition=link.settings.tree,
+                                           sender_id=link.local_id))
+        return out
+
+    def _on_message(self, link: "UpperLink", envelope: "Envelope", request: "Request") -> None:
+        extra = {"device_id": link.upper_id, "call_id": request.call_id}
+        if envelope.kind != "Query":
+            log.debug("ignored %s MobilePosition from upper", envelope.kind, extra=extra)
+            return
+        target = envelope.device_id or link.local_id
+        answers = self.answer(link, target, envelope.sn or 0)
+        log.info("mobile position query for %s: %d known positions", target, len(answers), extra=extra)
+        if answers:
+            self.platform._spawn(self._send_answers(link, answers), f"positions to {link.upper_id}")
+
+    async def _send_answers(self, link: "UpperLink", answers: list[m.MobilePositionNotify]) -> None:
+        """One after another's answer; a failure ends the rest."""
+        for message in answers:
+            try:
+                response = await link.send_manscdp(message.to_xml())
+            except (Sip28181Error, OSError) as exc:
+                log.warning("position answer not delivered to upper: %s", exc, extra={"device_id": link.upper_id})
+                self.platform._count("upper_positions", "failed")
+                return
+            ok = response.status == 200
+            self.platform._count("upper_positions", "sent" if ok else "refused")
+            if response.status >= 300:
+                log.warning("position answer: upper answered %d %s", response.status, response.reason,
+                            extra={"device_id": link.upper_id, "call_id": response.call_id})
+                return
 
     # -- positions out ------------------------------------------------------------------------------
     def _offer(self, feed: _Feed, upper_side: str, record: "MobilePositionRecord") -> None:

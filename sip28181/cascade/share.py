@@ -12,7 +12,9 @@ upper's settings, :func:`build_shared` returns the :class:`SharedCatalog` the up
   entry wins, else ``id_prefix`` replaces the leading digits. Regions (civil codes) and our own
   platform ID are never translated. Two local nodes that would appear under one upper-side ID
   are a collision (:class:`IdCollisionError`): the second one is left out and reported in
-  :attr:`SharedCatalog.conflicts`, so one bad mapping does not hide the whole catalog.
+  :attr:`SharedCatalog.conflicts`, so one bad mapping does not hide the whole catalog. A wholly
+  shared device (an NVR) gets an upper-side ID by the same rules even when it is no catalog node
+  (:meth:`SharedCatalog.device_upper_id`): its own alarms go up under it.
 * **Tree rules.** Our platform is the type-200 root (when ``platform_node``). Business groups
   have ``ParentID`` = the root; a virtual organisation under another VO has that VO as parent; a
   VO directly under a business group has ``ParentID`` = the group in the 2016 form and no
@@ -156,6 +158,9 @@ class SharedCatalog:
     by_upper: dict[str, SharedNode] = field(default_factory=dict)
     by_local: dict[tuple[str, str], str] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    devices: dict[str, str] = field(default_factory=dict)
+    """Local ID -> upper-side ID of each wholly shared device (share all, or its ID listed), by the
+    same mapping as its channels: what the device's own reports (an NVR's alarms) go up as."""
 
     @property
     def channels(self) -> list[SharedNode]:
@@ -171,6 +176,10 @@ class SharedCatalog:
     def upper_side_id(self, device_id: str, channel_id: str) -> str | None:
         node = self.by_upper.get(self.by_local.get((device_id, channel_id), ""))
         return node.upper_id if node is not None and node.kind == "channel" else None
+
+    def device_upper_id(self, device_id: str) -> str | None:
+        """The ID the upper knows a wholly shared device by (None when it is not shared whole)."""
+        return self.devices.get(device_id)
 
     def node(self, upper_side_id: str) -> SharedNode | None:
         return self.by_upper.get(upper_side_id)
@@ -284,6 +293,19 @@ class _Builder:
             self.out.conflicts.append(f"{device_id}: {exc}")
             return None
 
+    def share_device(self, device_id: str) -> None:
+        """Map a wholly shared device's own ID (it is no catalog node unless shared as a channel);
+        an ID another node already holds is left out."""
+        upper = self.out.by_local.get((device_id, device_id))
+        if upper is None:
+            upper = self.ids.translate(device_id)
+            holder = self.ids.to_local(upper)
+            if (holder is not None and holder != device_id) or upper in self.out.by_upper:
+                self.out.conflicts.append(
+                    f"{device_id}: {IdCollisionError(upper, holder or self.out.by_upper[upper].local_id, device_id)}")
+                return
+        self.out.devices[device_id] = upper
+
 
 def build_shared(devices: Iterable[LocalDevice], settings: UpperSettings, *, root_id: str,
                  root_name: str = "", civil_code: str | None = None, manufacturer: str = "sip28181",
@@ -297,12 +319,15 @@ def build_shared(devices: Iterable[LocalDevice], settings: UpperSettings, *, roo
     org: dict[str, tuple[LocalDevice, ChannelRecord]] = {}
     orgs_by_device: dict[str, dict[str, ChannelRecord]] = {}
     chans: list[tuple[LocalDevice, ChannelRecord | None, list[str]]] = []
+    whole_devices: list[str] = []
     for device in sorted(devices, key=lambda d: d.device_id):
         if device.device_id in (settings.sip_id, root_id):
             continue            # never show an upper itself, or ourselves, as a device
         whole, listed = b.wanted(device)
         if not whole and not listed:
             continue
+        if whole:
+            whole_devices.append(device.device_id)
         records = {c.channel_id: c for c in device.channels}
         video = [c for c in device.channels if c.kind == "channel" and c.channel_id != device.device_id]
         if not video:
@@ -393,6 +418,8 @@ def build_shared(devices: Iterable[LocalDevice], settings: UpperSettings, *, roo
         fault = rec.fault if rec is not None and device.online else None
         b.add(SharedNode(upper, "channel", device.device_id, rec.channel_id if rec else device.device_id,
                          tuple(parents), item, status, fault))
+    for device_id in whole_devices:
+        b.share_device(device_id)
     return b.out
 
 
