@@ -30,7 +30,7 @@ TOML layout (see ``examples/sip28181.toml``)::
     [media]     host bind port_min port_max single_port transport linger no_media_timeout
                 invite_timeout gop_cache viewer_queue
     [hls]       segment_seconds list_size idle_timeout
-    [cascade]   local_control_hold control_log_days
+    [cascade]   local_control_hold control_log_days udp_gso
     [devices."<20-digit ID>"]  password name transport (a channel ID too: transport only)
     [[upper]]   sip_id domain host port transport password register_interval keepalive_interval
                 share ids id_prefix id_map tree ... (cascade: see sip28181.cascade.settings)
@@ -374,6 +374,8 @@ OPTIONS: tuple[Option, ...] = (
            "seconds a local PTZ/device control holds its channel against upper platforms' controls"),
     Option("cascade_control_log_days", ("cascade", "control_log_days"), _Float(0.0),
            "days the control log is kept in the store (0: for ever)"),
+    Option("cascade_udp_gso", ("cascade", "udp_gso"), _Bool(),
+           "send the RTP packets of a frame to an upper with one system call (Linux UDP GSO)"),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -539,6 +541,9 @@ class Config:
     refused meanwhile (local control takes priority)."""
     cascade_control_log_days: float = 90.0
     """Days control log entries are kept in the store; older ones are pruned (0 keeps them all)."""
+    cascade_udp_gso: bool = True
+    """Send the RTP packets of a frame to an upper over UDP with one ``sendmsg`` (Linux UDP GSO)
+    instead of one ``sendto`` each; off, or where the kernel refuses it, one send per packet."""
     upper: tuple["UpperSettings", ...] = ()
     """Upper platforms we register to (cascade), from TOML ``[[upper]]`` tables; see
     :class:`~sip28181.cascade.settings.UpperSettings` for their keys."""

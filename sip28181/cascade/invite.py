@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from media.errors import MediaError
 from media.psmux import rfc4571_frame
 from media.psrtp import PsRtpSink
+from media.udpsend import UdpSender
 
 from ..errors import NotFoundError, RemoteProtocolError, Sip28181Error, TransactionError
 from ..manscdp.messages import MediaStatusNotify
@@ -105,6 +106,7 @@ class UpperCall:
     closed: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     _sock: socket.socket | None = None      # bound, not yet handed to asyncio
     _udp: asyncio.DatagramTransport | None = None
+    _udp_sender: UdpSender | None = None    # GSO sends on the socket under _udp, bypassing it
     _server: asyncio.AbstractServer | None = None
     _accepted: asyncio.Future | None = None
     _writer: asyncio.StreamWriter | None = None
@@ -124,7 +126,8 @@ class UpperCall:
                 "device_id": self.device_id, "local_channel_id": self.channel_id, "kind": self.kind.value,
                 "transport": self.transport.value, "ssrc": self.ssrc, "state": self.state.value,
                 "destination": f"{self.dest_host}:{self.dest_port}",
-                "media": sink.stats() if sink is not None else None}
+                "media": sink.stats() if sink is not None else None,
+                "udp": self._udp_sender.stats() if self._udp_sender is not None else None}
 
 
 class UpperMedia:
@@ -142,6 +145,11 @@ class UpperMedia:
     tcp_queue_limit = 4 * 1024 * 1024
     #: The same for UDP: asyncio queues datagrams without limit while the socket would block.
     udp_queue_limit = 1024 * 1024
+    #: Send the packets of a frame with one system call (Linux UDP GSO, :mod:`media.udpsend`)
+    #: rather than one per packet through the asyncio transport (``[cascade] udp_gso``). A socket
+    #: that would block then drops the rest of the frame and the stream resumes at a keyframe, as
+    #: over the queue limit.
+    udp_gso = True
 
     @staticmethod
     def keeps_calls(old: "UpperSettings", new: "UpperSettings") -> bool:
@@ -152,6 +160,7 @@ class UpperMedia:
         self.cascade = cascade
         self.platform = cascade.platform
         self.calls: dict[str, UpperCall] = {}
+        self.udp_gso = self.platform.config.cascade_udp_gso
         self._tasks = TaskSet(log)
         self._closing = False
         handlers = cascade.request_handlers
@@ -365,6 +374,10 @@ class UpperMedia:
             except BaseException:
                 sock.close()        # asyncio closed its transport (and the reader) already
                 raise
+            if self.udp_gso:
+                # the transport keeps reading (and closes the socket); we write on the same fd
+                sock.setblocking(False)
+                call._udp_sender = UdpSender(sock)
         elif call.transport is MediaTransport.TCP_ACTIVE:       # the upper connects to us
             call._accepted = loop.create_future()
 
@@ -451,6 +464,11 @@ class UpperMedia:
             self._spawn(self._end(call, "media connection closed", bye=True), f"end {call.call_id}")
 
     def _send(self, call: UpperCall, packets: list[bytes]) -> None:
+        sender = call._udp_sender
+        if sender is not None and sender.gso and call._udp is not None:
+            if sender.send(packets, (call.dest_host, call.dest_port)) < len(packets) and call.sink is not None:
+                call.sink.resync()          # the rest was dropped: resume at a keyframe
+            return
         if call._udp is not None:
             if call._udp.get_write_buffer_size() > self.udp_queue_limit:
                 if call.sink is not None:
@@ -553,7 +571,7 @@ class UpperMedia:
         if call.local_port:
             self.platform.streams.ingest.release_port(call.local_port)
         if call._udp is not None:
-            call._udp.close()
+            call._udp.close()       # the sender stays for its counters; _send checks _udp
             call._udp = None
         if call._server is not None:
             call._server.close()
