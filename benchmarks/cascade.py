@@ -18,7 +18,7 @@ Nothing is asserted; every figure comes with the CPU other processes used meanwh
 
     python benchmarks/cascade.py share [--sizes 1000,10000,50000] [--repeat 5]
     python benchmarks/cascade.py remux [--repeat 5]
-    python benchmarks/cascade.py forward [--ladder 50,100,200] [--seconds 10]
+    python benchmarks/cascade.py forward [--ladder 50,100,200] [--seconds 10] [--no-gso]
 """
 
 from __future__ import annotations
@@ -327,7 +327,7 @@ def free_port(kind=None) -> int:
         return s.getsockname()[1]
 
 
-def city_toml(path: pathlib.Path, sip_port: int, http_port: int, province_port: int) -> None:
+def city_toml(path: pathlib.Path, sip_port: int, http_port: int, province_port: int, gso: bool = True) -> None:
     path.write_text(f"""data_dir = "{path.parent / 'data'}"
 [sip]
 id = "{CITY}"
@@ -355,6 +355,8 @@ transport = "udp"
 linger = 0.0
 no_media_timeout = 120.0
 invite_timeout = 20.0
+[cascade]
+udp_gso = {"true" if gso else "false"}
 
 [[upper]]
 sip_id = "{PROVINCE}"
@@ -452,7 +454,7 @@ async def forward_rung(count: int, args, pack: pathlib.Path, sender: pathlib.Pat
     await province.start()
     city_sip, city_http = free_port(), free_port(__import__("socket").SOCK_STREAM)
     (work / "c").mkdir()
-    city_toml(work / "c" / "city.toml", city_sip, city_http, province.platform.sip_port)
+    city_toml(work / "c" / "city.toml", city_sip, city_http, province.platform.sip_port, args.gso)
     log = open(work / "c" / "city.log", "wb")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     city = subprocess.Popen([sys.executable, "-m", "sip28181.server", "-c", str(work / "c" / "city.toml")],
@@ -570,7 +572,8 @@ async def forward_main(args) -> int:
     print(f"city server (python -m sip28181.server, uvloop when installed) pinned to core 0; province "
           f"Server, device simulator (SIP only) and the UDP counter in this process and the paced sender "
           f"({rate * 8 / 1e6:.2f} Mbit/s of RTP per stream) on core 1; {args.seconds:.0f} s measured "
-          f"after {args.warmup:.0f} s", flush=True)
+          f"after {args.warmup:.0f} s; city to province: "
+          f"{'UDP GSO, one sendmsg per frame' if args.gso else 'one sendto per packet'}", flush=True)
     for count in args.ladder:
         row = await forward_rung(count, args, pack, sender, rate)
         print(f"{row['streams']:4d} streams ({row['answered']} answered, failed {row['failed'] or 'none'}, "
@@ -604,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     fwd.add_argument("--recording-seconds", type=int, default=20)
     fwd.add_argument("--cache-dir", type=pathlib.Path, default=cache_dir_default())
     fwd.add_argument("--keep", action="store_true", help="keep the city's data directory and log")
+    fwd.add_argument("--no-gso", dest="gso", action="store_false",
+                     help="the city sends a sendto per packet ([cascade] udp_gso = false)")
     args = parser.parse_args(argv)
     if args.command == "share":
         return share_main(args)
