@@ -285,7 +285,8 @@ def remux_main(args) -> int:
           f"{spread([1 / r for r in realtime], 1, ',.0f')} streams per core for the re-mux alone; "
           f"{noise_line}", flush=True)
 
-    # with the UDP send the city does (invite.py: one sendto per packet on a connected-less socket)
+    # with the UDP sends the city does (invite.py, on an unconnected socket): one sendto per
+    # packet ([cascade] udp_gso = false) or one GSO sendmsg per frame
     import socket
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind((HOST, 0))
@@ -301,15 +302,26 @@ def remux_main(args) -> int:
             except BlockingIOError:
                 pass
 
-    passes = max(1, round(args.run_seconds / run(send_udp, 1)[0]))
-    noise = Noise()
-    wall = [run(send_udp, passes)[0] for _ in range(max(1, args.repeat // 2))]
+    from media.udpsend import UdpSender
+
+    sender = UdpSender(tx)
+
+    def send_gso(packets, send=sender.send):
+        send(packets, dest)
+
+    for label, fn in (("a sendto per packet", send_udp), ("UDP GSO (media.udpsend, a sendmsg per frame)", send_gso)):
+        passes = max(1, round(args.run_seconds / run(fn, 1)[0]))
+        noise = Noise()
+        wall = [run(fn, passes)[0] for _ in range(max(1, args.repeat // 2))]
+        realtime = [w / duration for w in wall]
+        print(f"  with {label} to a loopback UDP socket (the kernel's loopback receive "
+              f"path included): {spread(realtime, 100, '.4f')} % of a core per stream → "
+              f"{spread([1 / r for r in realtime], 1, ',.0f')} streams per core; {noise.report()}", flush=True)
+    gso = sender.stats()
+    print(f"  GSO sender: {gso['datagrams']:,} datagrams in {gso['syscalls']:,} system calls "
+          f"({gso['gso_sends']:,} GSO), {gso['blocked']} blocked, gso={gso['gso']}", flush=True)
     rx.close()
     tx.close()
-    realtime = [w / duration for w in wall]
-    print(f"  with a sendto per packet to a loopback UDP socket (the kernel's loopback receive "
-          f"path included): {spread(realtime, 100, '.4f')} % of a core per stream → "
-          f"{spread([1 / r for r in realtime], 1, ',.0f')} streams per core; {noise.report()}", flush=True)
     return 0
 
 
