@@ -6,7 +6,9 @@ channel's stream through :meth:`StreamManager.acquire <sip28181.platform.streams
 and after the ACK send the stream re-muxed into PS over RTP (:class:`media.psrtp.PsRtpSink`) to
 where the upper's offer says:
 
-* ``RTP/AVP``: UDP datagrams to the offer's ``c=``/``m=`` from the port in our answer;
+* ``RTP/AVP``: UDP datagrams to the offer's ``c=``/``m=`` from the port in our answer, the
+  packets of a frame in one ``sendmsg`` with Linux UDP GSO (:mod:`media.udpsend`; one send per
+  packet through asyncio where GSO is off or refused);
 * ``TCP/RTP/AVP`` + ``a=setup:passive`` (the upper listens): we connect to ``c=``/``m=`` after the
   ACK and answer ``a=setup:active``;
 * ``TCP/RTP/AVP`` + ``a=setup:active`` (the upper connects): we listen on the port in our answer
