@@ -80,7 +80,7 @@ class Metrics:
             "sip28181_upper_calls_closed", "Media sessions of upper platforms ended, by reason",
             ["reason"], registry=r)
         """``reason``: upper bye, cancelled, stream ended, teardown, no ack, media connection
-        closed/failed, upper offline, shutdown, start failed."""
+        closed/failed, upper offline (also disabled or moved), upper removed, shutdown, start failed."""
         self.media_sessions = Gauge(
             "sip28181_media_sessions", "Media session dialogs (INVITE) open or being set up", registry=r)
         self.media_sessions_closed = Counter(

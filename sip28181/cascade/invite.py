@@ -140,6 +140,8 @@ class UpperMedia:
     request_timeout = 5.0
     #: Bytes queued on a TCP media connection beyond which output skips to the next keyframe.
     tcp_queue_limit = 4 * 1024 * 1024
+    #: The same for UDP: asyncio queues datagrams without limit while the socket would block.
+    udp_queue_limit = 1024 * 1024
 
     @staticmethod
     def keeps_calls(old: "UpperSettings", new: "UpperSettings") -> bool:
@@ -175,6 +177,11 @@ class UpperMedia:
         await asyncio.gather(*(self._end(c, "shutdown", bye=True) for c in list(self.calls.values())),
                              return_exceptions=True)
         await self._tasks.close(grace=2.0)
+
+    async def end_calls(self, upper_id: str, reason: str) -> None:
+        """End an upper's calls now (BYE to it), whatever the state of its link."""
+        await asyncio.gather(*(self._end(c, reason, bye=True) for c in self.list(upper_id)),
+                             return_exceptions=True)
 
     # -- INVITE -----------------------------------------------------------------------------------
     def _respond(self, request: Request, status: int, reason: str | None = None, *, tag: str | None = None,
@@ -348,11 +355,16 @@ class UpperMedia:
         loop = asyncio.get_running_loop()
         ingest = self.platform.streams.ingest
         kind = {MediaTransport.UDP: "udp", MediaTransport.TCP_ACTIVE: "tcp-listen"}.get(call.transport, "tcp")
-        sock = call._sock = ingest.bind_port(kind)
+        sock = ingest.bind_port(kind)
         call.local_port = sock.getsockname()[1]
+        # While asyncio takes the socket over, it belongs to nobody else: a cancellation there
+        # (the upper's CANCEL) must not see it in the call and close its fd under a reader.
         if call.transport is MediaTransport.UDP:
-            call._udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
-            call._sock = None
+            try:
+                call._udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+            except BaseException:
+                sock.close()        # asyncio closed its transport (and the reader) already
+                raise
         elif call.transport is MediaTransport.TCP_ACTIVE:       # the upper connects to us
             call._accepted = loop.create_future()
 
@@ -361,9 +373,15 @@ class UpperMedia:
                     call._accepted.set_result((reader, writer))
                 else:
                     writer.close()
-            call._server = await asyncio.start_server(accepted, sock=sock)
-            call._sock = None
-        # TCP passive (the upper listens): we connect from this socket after the ACK
+            try:
+                server = await asyncio.start_server(accepted, sock=sock, start_serving=False)
+            except BaseException:
+                sock.close()
+                raise
+            call._server = server   # owned by the call from here: _close_media closes it
+            await server.start_serving()
+        else:
+            call._sock = sock       # TCP passive (the upper listens): we connect from it after the ACK
 
     # -- ACK and media ----------------------------------------------------------------------------
     def _on_ack(self, request: Request, flow: Flow) -> None:
@@ -434,6 +452,10 @@ class UpperMedia:
 
     def _send(self, call: UpperCall, packets: list[bytes]) -> None:
         if call._udp is not None:
+            if call._udp.get_write_buffer_size() > self.udp_queue_limit:
+                if call.sink is not None:
+                    call.sink.resync()      # the network cannot keep up: resume at a keyframe
+                return
             dest = (call.dest_host, call.dest_port)
             sendto = call._udp.sendto
             for packet in packets:

@@ -150,6 +150,8 @@ class UpperLink:
         self._flow: Flow | None = None
         #: the IP address requests go to: ``host`` itself when it is one, else what it resolved to
         self.address: str | None = settings.host if _is_ip(settings.host) else None
+        #: look ``host`` up again before the next request (``address`` stays the last answer meanwhile)
+        self._stale = False
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._lost = False          # the TCP connection to the upper dropped
@@ -192,8 +194,10 @@ class UpperLink:
         self._wake = asyncio.Event()
         self._task = self.cascade.platform._spawn(self._run(), f"upper {self.upper_id}")
 
-    async def stop(self, *, unregister: bool = True) -> None:
-        """End the link; ``unregister`` sends REGISTER Expires 0 when it is online."""
+    async def stop(self, *, unregister: bool = True, close: bool = True) -> None:
+        """End the link; ``unregister`` sends REGISTER Expires 0 when it is online; ``close``
+        closes our TCP connection to the upper unless a call of the upper still uses it (a
+        replacement link to the same address reuses it instead)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -206,6 +210,10 @@ class UpperLink:
                 log.info("unregister from upper failed: %s", exc, extra=self._extra)
         self.state = LinkState.DISABLED if not self.settings.enabled else LinkState.STOPPED
         self.next_attempt_at = None
+        if close and self._flow is not None:
+            flow, self._flow = self._flow, None
+            if not any(c.flow.connection == flow.connection for c in self.cascade.media.list(self.upper_id)):
+                self.cascade.platform.endpoint.transport.close_flow(flow)
         if was_online:
             self.cascade.link_changed(self, online=False, reason="stopped")
         self._release_waiters()
@@ -341,7 +349,7 @@ class UpperLink:
         self.state = LinkState.RETRYING
         self._call_id = ""
         if not _is_ip(self.settings.host):
-            self.address = None     # the name may point elsewhere by the next attempt
+            self._stale = True      # the name may point elsewhere by the next attempt
         log.warning("registration with upper %s:%d failed (%d in a row): %s", self.settings.host,
                     self.settings.port, self.failures, self.last_error, extra=self._extra)
 
@@ -361,8 +369,9 @@ class UpperLink:
     async def resolve(self) -> str:
         """The upper's IP address. A ``host`` that is a name is looked up once, without blocking
         the loop (a name in a flow would cost a blocking lookup per datagram), and again only
-        after a failed registration; :class:`UpperError` when it does not resolve."""
-        if self.address is not None:
+        after a failed registration; :class:`UpperError` when it does not resolve. The last
+        address is kept until a new lookup answers: the upper's requests are checked against it."""
+        if self.address is not None and not self._stale:
             return self.address
         s = self.settings
         kind = socket.SOCK_DGRAM if s.transport == "udp" else socket.SOCK_STREAM
@@ -375,6 +384,7 @@ class UpperLink:
         if not usable:
             raise UpperError(0, f"host {s.host} has no address our SIP socket can reach")
         self.address = str(usable[0][4][0])
+        self._stale = False
         log.info("upper host %s is %s", s.host, self.address, extra=self._extra)
         return self.address
 

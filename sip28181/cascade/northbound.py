@@ -206,8 +206,6 @@ class Northbound:
             log.info("catalog query for %s, which this upper is not shown: empty answer", target,
                      extra=self._extra(link, request))
             nodes = []
-        elif target == link.local_id:
-            self._shown[link.upper_id] = shared
         items = [n.item for n in nodes]
         sn = envelope.sn or 0
         messages = [m.CatalogResponse(sn=sn, device_id=target, sum_num=len(items), items=part)

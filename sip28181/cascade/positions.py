@@ -128,6 +128,10 @@ class _Feed:
     sub: "UpperSubscription"
     throttle: Throttle[str, "MobilePositionRecord"]
     timer: asyncio.TimerHandle | None = None
+    #: positions released by the throttle, not yet sent (one per channel, the newest)
+    pending: "collections.OrderedDict[str, MobilePositionRecord]" = field(default_factory=collections.OrderedDict)
+    #: sends ``pending`` one NOTIFY after another's answer
+    sender: asyncio.Task | None = None
 
 
 class PositionForwarder:
@@ -177,6 +181,10 @@ class PositionForwarder:
         if feed.timer is not None:
             feed.timer.cancel()
             feed.timer = None
+        if feed.sender is not None:
+            feed.sender.cancel()
+            feed.sender = None
+        feed.pending.clear()
         self._feeds.pop(key, None)
 
     def _on_subscribe(self, sub: "UpperSubscription") -> None:
@@ -261,10 +269,22 @@ class PositionForwarder:
         self._arm(feed)
 
     def _send(self, feed: _Feed, upper_side: str, record: "MobilePositionRecord") -> None:
-        link = feed.sub.link
-        message = position_notify(record, upper_side, link.next_sn(), edition=link.settings.tree,
-                                  sender_id=link.local_id)
-        self.platform._spawn(self._notify(feed.sub, message), f"position to upper {link.upper_id}")
+        """Queue a position for the feed's one sender: NOTIFYs go in order, each after the
+        previous one's answer, so a slow upper holds one request and at most one waiting
+        position per channel, never a pile of tasks."""
+        feed.pending.pop(upper_side, None)
+        feed.pending[upper_side] = record
+        if feed.sender is None or feed.sender.done():
+            feed.sender = self.platform._spawn(self._drain(feed), f"positions to upper {feed.sub.link.upper_id}")
+
+    async def _drain(self, feed: _Feed) -> None:
+        while feed.pending and not feed.sub.terminated:
+            upper_side, record = feed.pending.popitem(last=False)
+            link = feed.sub.link
+            message = position_notify(record, upper_side, link.next_sn(), edition=link.settings.tree,
+                                      sender_id=link.local_id)
+            await self._notify(feed.sub, message)
+        feed.pending.clear()
 
     async def _notify(self, sub: "UpperSubscription", message: m.MobilePositionNotify) -> None:
         extra = {"device_id": sub.link.upper_id, "call_id": sub.call_id}

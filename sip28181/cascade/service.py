@@ -7,7 +7,8 @@ A request whose From user is the SIP ID of a configured upper belongs to that up
 Only when it comes from the upper's configured ``host``, though (unless its ``check_source`` is
 off): anyone can write an upper's ID in From, and what an upper may ask for includes PTZ. A
 REGISTER is never the upper's business as our upper: an upper that is also our lower (peer
-interconnect) registers through the registrar like any device.
+interconnect) registers through the registrar like any device, and once registered its keepalives,
+notifications and answers to our queries go the device's way too.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ class Cascade:
         old = self.link(settings.sip_id)
         if not settings.enabled:
             await self.subscriptions.end(old.upper_id)
-        await old.stop(unregister=not self.media.keeps_calls(old.settings, settings))  # its video goes on
+        keeps = self.media.keeps_calls(old.settings, settings)
+        if not keeps:       # ended here: a link that was not online says nothing when it stops
+            await self.media.end_calls(old.upper_id, "upper offline")
+        await old.stop(unregister=not keeps, close=not keeps)   # its video goes on, on its connection
         link = self.links[settings.sip_id] = UpperLink(self, settings)
         self.subscriptions.rebind(link)
         if self._started:
@@ -155,6 +159,7 @@ class Cascade:
         """Forget an upper: its subscriptions end (a last NOTIFY each), then it is unregistered."""
         link = self.link(upper_id)
         await self.subscriptions.end(upper_id)
+        await self.media.end_calls(upper_id, "upper removed")
         await link.stop()
         if self.links.get(upper_id) is link:
             del self.links[upper_id]
@@ -178,10 +183,36 @@ class Cascade:
     # -- requests from uppers ---------------------------------------------------------------------
     def link_for(self, request: Request) -> UpperLink | None:
         """The upper a request comes from (by its From user), if any. A REGISTER never is: an
-        upper registering to us is our lower as well, a device to the registrar."""
+        upper registering to us is our lower as well, a device to the registrar; and once it is
+        registered, what it sends as our lower goes to the device path (:meth:`_as_lower`)."""
         if not self.links or request.method == "REGISTER":
             return None
-        return self.links.get(request.from_user or "")
+        link = self.links.get(request.from_user or "")
+        if link is not None and self._as_lower(link, request):
+            return None
+        return link
+
+    def _as_lower(self, link: UpperLink, request: Request) -> bool:
+        """Whether a request from a peer (an upper registered to us as well) is its part as our
+        lower: its NOTIFYs (our subscriptions) and MANSCDP Notify (keepalives, alarms) and
+        Response (answers to our queries), except a Response Alarm acknowledging an alarm we sent
+        it. Its queries, controls, subscriptions and calls are the upper's."""
+        state = self.platform.registry.get(link.upper_id)
+        if state is None or not state.registered:
+            return False
+        if request.method == "NOTIFY":
+            return True
+        if request.method != "MESSAGE":
+            return False
+        try:
+            envelope = parse_envelope(request.body)
+        except ManscdpError:
+            return False
+        if envelope.kind == "Notify":
+            return True
+        if envelope.kind == "Response":
+            return not (envelope.cmd_type == "Alarm" and (link.upper_id, envelope.sn) in self.alarms.sent)
+        return False
 
     def from_upper(self, link: UpperLink, flow: Flow) -> bool:
         """Whether a request under ``link``'s ID came from the upper's address."""
@@ -203,6 +234,10 @@ class Cascade:
                 self.platform.endpoint.respond(Response.for_request(
                     request, 403, "Not from the upper platform's address", to_tag=new_tag()))
             return True
+        if not link.settings.enabled and not self._ends_a_call(request):
+            if request.method != "ACK":
+                self.platform.endpoint.respond(Response.for_request(request, 403, "upper disabled", to_tag=new_tag()))
+            return True
         handler = self.request_handlers.get(request.method)
         if handler is not None:
             handler(link, request, flow)
@@ -215,6 +250,10 @@ class Cascade:
                 request, 501 if request.method not in ("BYE", "INFO", "CANCEL") else 481,
                 to_tag=new_tag()))
         return True
+
+    def _ends_a_call(self, request: Request) -> bool:
+        """An ACK, or a BYE or CANCEL of one of the upper's calls: still taken from a disabled upper."""
+        return request.method == "ACK" or (request.method in ("BYE", "CANCEL") and request.call_id in self.media.calls)
 
     def _on_message(self, link: UpperLink, request: Request, flow: Flow) -> None:
         respond = self.platform.endpoint.respond

@@ -171,9 +171,9 @@ class UpperSubscriptions:
                      extra={"device_id": link.upper_id, "call_id": old.call_id})
             self._forget(old)
             self._spawn(self._final(old, "rejected"), old)
-        if expires == 0:        # a fetch: one NOTIFY, terminated
+        if expires == 0:        # a fetch: the current state, terminated (RFC 6665 §4.4.3)
             sub.terminated = True
-            self._spawn(self._final(sub, "timeout"), sub)
+            self._spawn(self._fetched(sub), sub)
             return response
         self._subs[(request.call_id, tag)] = sub
         self._arm(sub)
@@ -239,6 +239,35 @@ class UpperSubscriptions:
             return
         self._forget(sub)
         await self._final(sub, reason)
+
+    def _state(self, sub: UpperSubscription) -> list[m.Message]:
+        """The current state a fetch is sent: for a catalog, the shared catalog (or the asked
+        subtree) in ``catalog_group`` items per NOTIFY; nothing for other kinds."""
+        if sub.cmd_type != "Catalog":
+            return []
+        from .share import packets
+        link = sub.link
+        target = sub.query.device_id or link.local_id
+        items = [n.item for n in self.cascade.northbound.shared(link).subtree(target) or ()]
+        sn = link.next_sn()
+        return [m.CatalogNotify(sn=sn, device_id=target, sum_num=len(items), items=part)
+                for part in packets(items, link.settings.catalog_group)]
+
+    async def _fetched(self, sub: UpperSubscription) -> None:
+        """Answer a fetch: the state in NOTIFYs, the last one ``terminated;reason=timeout``."""
+        parts = self._state(sub)
+        if not parts:
+            await self._final(sub, "timeout")
+            return
+        for n, part in enumerate(parts, 1):
+            state = "terminated;reason=timeout" if n == len(parts) else "active;expires=0"
+            try:
+                response = await self._send(sub, part, state)
+            except (Sip28181Error, OSError) as exc:
+                log.info("fetch NOTIFY not answered: %s", exc, extra={"device_id": sub.link.upper_id, "call_id": sub.call_id})
+                return
+            if response.status >= 300:
+                return
 
     async def _final(self, sub: UpperSubscription, reason: str | None) -> None:
         state = "terminated" + (f";reason={reason}" if reason else "")

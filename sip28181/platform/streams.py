@@ -162,6 +162,8 @@ class Stream:
         self.live_at: float | None = None          # loop time the session came up
         self.first_frame_at: float | None = None   # wall time of the first frame
         self.linger_deadline: float | None = None
+        #: a device session of one holder's own (see ``acquire``): nobody joins it, no linger
+        self.exclusive = False
         self.close_reason: str | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.starter: asyncio.Task | None = None
@@ -289,7 +291,7 @@ class StreamManager:
         """A hold on the stream of a channel, started on demand and shared (see module doc).
 
         ``exclusive``: a device session of its own, never shared (its ID gets a ``_x<n>``
-        suffix), for a holder that controls it (an upper's playback: its pause and seek must
+        suffix; :meth:`join` does not find it, and its last release ends it at once), for a holder that controls it (an upper's playback: its pause and seek must
         not move anyone else's).
 
         Raises :class:`NotFoundError` (unknown or offline device, unknown channel),
@@ -326,6 +328,7 @@ class StreamManager:
                 except ValueError:
                     raise LocalProtocolError(f"unknown media transport {transport!r}") from None
             stream = self._create(stream_id, device_id, channel_id, kind, chosen, start, end, speed)
+            stream.exclusive = exclusive
         handle = StreamHandle(self, stream)
         stream.handles.add(handle)
         stream.linger_deadline = None
@@ -342,7 +345,7 @@ class StreamManager:
     def join(self, stream_id: str) -> StreamHandle:
         """A hold on a running stream (no INVITE); :class:`NotFoundError` if there is none."""
         stream = self._streams.get(stream_id)
-        if stream is None or stream.state != StreamState.LIVE:
+        if stream is None or stream.state != StreamState.LIVE or stream.exclusive:
             raise NotFoundError(f"stream {stream_id} not found")
         handle = StreamHandle(self, stream)
         stream.handles.add(handle)
@@ -354,7 +357,7 @@ class StreamManager:
         stream.handles.discard(handle)
         if stream.handles or stream.state == StreamState.CLOSED:
             return
-        if self.linger <= 0:
+        if self.linger <= 0 or stream.exclusive:      # nobody can join it: the device session ends now
             self._close(stream, "no viewers")
             return
         stream.linger_deadline = asyncio.get_running_loop().time() + self.linger
