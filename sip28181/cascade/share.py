@@ -659,7 +659,12 @@ def update_devices(catalog: SharedCatalog, devices: Mapping[str, LocalDevice | N
         return None
     root_id = catalog.root_id
     added = [n for n in part.nodes if n.kind != "system"]
-    gone = [n for n in catalog.nodes if n.device_id in ids and n.kind != "system"]
+    # their old part: organisation nodes (before every channel) and each device's block of channels
+    old_nodes = catalog.nodes
+    orgs_end = bisect.bisect_left(old_nodes, (4, ""), key=_rank)
+    drop = [i for i in range(orgs_end) if old_nodes[i].device_id in ids and old_nodes[i].kind != "system"]
+    blocks = sorted(_device_range(old_nodes, device_id) for device_id in ids)
+    gone = [old_nodes[i] for i in drop] + [n for lo, hi in blocks for n in old_nodes[lo:hi]]
     gone_ids = {n.upper_id for n in gone}
     others = {u for d, u in catalog.devices.items() if d not in ids}
     for node in added:
@@ -686,7 +691,11 @@ def update_devices(catalog: SharedCatalog, devices: Mapping[str, LocalDevice | N
     shared_devices.update(part.devices)
     if not gone and not added and shared_devices == catalog.devices:
         return catalog          # nothing of these devices is, or was, shown
-    nodes = [n for n in catalog.nodes if n.device_id not in ids or n.kind == "system"] if gone else list(catalog.nodes)
+    nodes = list(old_nodes)
+    for lo, hi in reversed(blocks):     # channels first: the organisation indices stay valid
+        del nodes[lo:hi]
+    for i in reversed(drop):
+        del nodes[i]
     touched = gone_ids | {n.upper_id for n in added}
     root_children = (catalog._root_children - sum(root_id in n.parents for n in gone)
                      + sum(root_id in n.parents for n in added))
