@@ -2,7 +2,9 @@
 
 (a) ``share``: ``sip28181.cascade.share`` for 1k, 10k and 50k channels (NVR-like devices of 100
     channels, each with a business group and virtual organisations): ``build_shared``, ``diff``
-    (the first full ADD, then 1 % of the channels going OFF), ``packets`` with each message encoded
+    (the first full ADD, then 1 % of the channels going OFF), the incremental updates the
+    northbound applies (one channel's status: ``update_status`` + ``diff``; one device's catalog
+    change, a channel renamed: ``update_devices`` + ``diff``), ``packets`` with each message encoded
     as the upper receives it (``CatalogResponse`` in GB2312); median and min–max time, and the peak
     of Python allocations (``tracemalloc``, in a separate uncounted pass).
 (b) ``remux``: ``media.psrtp.PsRtpSink`` fed the frames of the 4 Mbit/s 1080p25 H.264 + G.711
@@ -140,7 +142,9 @@ def off_some(devices, share: float = 0.01):
 
 def share_main(args) -> int:
     from sip28181.cascade.settings import UpperSettings
-    from sip28181.cascade.share import build_shared, diff, packets
+    import dataclasses
+
+    from sip28181.cascade.share import build_shared, diff, packets, update_devices, update_status
     from sip28181.manscdp import messages as m
 
     print(f"python {sys.version.split()[0]}; one core; median (min–max) of {args.repeat} runs; "
@@ -152,8 +156,17 @@ def share_main(args) -> int:
             for size in args.sizes:
                 devices = make_devices(size)
                 changed = off_some(devices)
+                # one channel of the middle device goes OFF; another of it is renamed
+                mid = devices[len(devices) // 2]
+                recs = list(mid.channels)
+                first = next(i for i, r in enumerate(recs) if r.kind == "channel")
+                off_one = dataclasses.replace(mid, channels=[dataclasses.replace(r, status="OFF") if i == first else r
+                                                             for i, r in enumerate(recs)])
+                renamed = dataclasses.replace(mid, channels=[dataclasses.replace(r, name="renamed") if i == first + 1
+                                                             else r for i, r in enumerate(recs)])
                 noise = Noise()
-                times = {k: [] for k in ("build", "diff_full", "rebuild+diff_1%", "packets+encode")}
+                times = {k: [] for k in ("build", "diff_full", "rebuild+diff_1%", "status_1ch", "catalog_1dev",
+                                         "packets+encode")}
                 nodes = msgs = nbytes = events = 0
                 for _ in range(args.repeat):
                     gc.collect()
@@ -169,13 +182,23 @@ def share_main(args) -> int:
                     bodies = [m.CatalogResponse(sn=1, device_id=CITY, sum_num=len(items), items=part).encode("GB2312")
                               for part in packets(items, settings.catalog_group)]
                     t4 = time.perf_counter()
+                    one = update_status(shared, off_one, [recs[first].channel_id])
+                    status_events = diff(shared, one)
+                    t5 = time.perf_counter()
+                    dev = update_devices(shared, {mid.device_id: renamed})
+                    dev_events = diff(shared, dev)
+                    t6 = time.perf_counter()
+                    assert [e.event for e in status_events] == ["OFF"], status_events
+                    assert [e.event for e in dev_events] == ["UPDATE"], dev_events
+                    times["status_1ch"].append(t5 - t4)
+                    times["catalog_1dev"].append(t6 - t5)
                     times["build"].append(t1 - t0)
                     times["diff_full"].append(t2 - t1)
                     times["rebuild+diff_1%"].append(t3 - t2)
                     times["packets+encode"].append(t4 - t3)
                     nodes, msgs, nbytes, events = len(shared.nodes), len(bodies), sum(map(len, bodies)), len(delta)
                     assert len(full) == nodes and not shared.conflicts
-                    del shared, full, after, delta, items, bodies
+                    del shared, full, after, delta, items, bodies, one, dev
                 noise_line = noise.report()
                 # peak Python allocations, one uncounted pass
                 gc.collect()

@@ -1,8 +1,12 @@
 """What we tell an upper platform: catalog, device info and status, and catalog changes (PROTOCOL §11.2–11.3).
 
 :class:`Northbound` keeps, per upper, the :class:`~.share.SharedCatalog` built from the devices
-we know and their catalogs (rebuilt lazily after any catalog or presence change); the cascade's
-``resolve``/``upper_side_id`` read their ID mapping from it.
+we know and their catalogs; the cascade's ``resolve``/``upper_side_id`` read their ID mapping from
+it. Changes are noted per device and applied when the catalog is next needed, incrementally: a
+channel status event or a device going on- or offline re-reads the status of that device's
+channels, a device's catalog change (or registration, or removal) rebuilds that device's part
+(:func:`~.share.update_status`, :func:`~.share.update_devices`). The whole catalog is rebuilt when
+the upper's settings change and when the share module finds the change not isolatable.
 
 Queries from the upper (answered 200 by the cascade first, then here):
 
@@ -37,7 +41,7 @@ from .. import __version__
 from ..errors import Sip28181Error, TransactionError
 from ..manscdp import messages as m
 from ..platform.events import CatalogUpdated, ChannelStatusChanged, DeviceOffline, DeviceOnline, DeviceRegistered
-from .share import LocalDevice, SharedCatalog, build_shared, diff, packets
+from .share import LocalDevice, SharedCatalog, build_shared, diff, packets, update_devices, update_status
 from .subscriptions import UpperSubscription, UpperSubscriptions
 
 if TYPE_CHECKING:
@@ -64,7 +68,7 @@ class Northbound:
     def __init__(self, cascade: "Cascade") -> None:
         self.cascade = cascade
         self.platform = cascade.platform
-        self._cache: dict[str, tuple[Any, SharedCatalog]] = {}
+        self._cache: dict[str, _Cached] = {}
         self._shown: dict[str, SharedCatalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         #: per upper: set when there are changes to send; its notifier task
@@ -96,18 +100,77 @@ class Northbound:
                             s.extra.get("manufacturer"), s.extra.get("model"))
                 for s in self.platform.registry]
 
+    def _device(self, device_id: str) -> LocalDevice | None:
+        s = self.platform.registry.get(device_id)
+        if s is None:
+            return None
+        return LocalDevice(s.device_id, s.name, s.status == "online",
+                           self.platform.management.catalog.channels(s.device_id),
+                           s.extra.get("manufacturer"), s.extra.get("model"))
+
     def shared(self, link: "UpperLink") -> SharedCatalog:
-        """What ``link``'s upper sees now (cached until something changes)."""
+        """What ``link``'s upper sees now: the cached catalog with the changes noted since applied."""
         cached = self._cache.get(link.upper_id)
-        if cached is not None and cached[0] is link.settings and cached[1].root_id == link.local_id:
-            return cached[1]
+        name = self._name()
+        if (cached is not None and cached.settings is link.settings and cached.catalog.root_id == link.local_id
+                and cached.name == name):
+            if cached.status or cached.devices:
+                try:
+                    updated = self._apply(cached)
+                except Exception:   # a bug must not leave the upper a stale catalog: rebuild
+                    log.exception("incremental catalog update failed: rebuilding", extra={"device_id": link.upper_id})
+                    updated = None
+                if updated is not None:
+                    cached.catalog = updated
+                    return updated
+            else:
+                return cached.catalog
         s = link.settings
-        built = build_shared(self._devices(), s, root_id=link.local_id, root_name=self._name(),
-                             manufacturer="sip28181", model="sip28181", address=self._name())
+        built = build_shared(self._devices(), s, root_id=link.local_id, root_name=name,
+                             manufacturer="sip28181", model="sip28181", address=name)
         for conflict in built.conflicts:
             log.error("catalog shared with upper: %s (left out)", conflict, extra={"device_id": link.upper_id})
-        self._cache[link.upper_id] = (s, built)
+        self._cache[link.upper_id] = _Cached(s, name, built)
         return built
+
+    def _apply(self, cached: "_Cached") -> SharedCatalog | None:
+        """The cached catalog with the noted changes; None when it must be rebuilt whole."""
+        catalog = cached.catalog
+        status, devices = cached.status, cached.devices
+        cached.status, cached.devices = {}, set()
+        for device_id, channels in status.items():
+            if device_id in devices:
+                continue
+            device = self._device(device_id)
+            updated = update_status(catalog, device, channels) if device is not None else None
+            if updated is None:
+                devices.add(device_id)
+            else:
+                catalog = updated
+        if devices:
+            updated = update_devices(catalog, {d: self._device(d) for d in sorted(devices)})
+            if updated is None:
+                log.debug("catalog change of %d devices not isolatable: rebuilding", len(devices),
+                          extra={"device_id": catalog.upper_id})
+                return None
+            catalog = updated
+        return catalog
+
+    def _note(self, event: object) -> None:
+        """Remember what ``event`` changed in every cached catalog."""
+        device_id: str = getattr(event, "device_id")
+        for cached in self._cache.values():
+            if isinstance(event, ChannelStatusChanged):
+                if device_id in cached.status:
+                    channels = cached.status[device_id]
+                    if channels is not None:
+                        channels.add(event.channel_id)
+                else:
+                    cached.status[device_id] = {event.channel_id}
+            elif isinstance(event, (DeviceOnline, DeviceOffline)) and event.reason != "deleted":
+                cached.status[device_id] = None         # every channel of it
+            else:
+                cached.devices.add(device_id)
 
     def _name(self) -> str:
         """Our name towards every upper (``[sip] name``)."""
@@ -286,7 +349,7 @@ class Northbound:
     def _on_change(self, event: object) -> None:
         if isinstance(event, DeviceRegistered) and event.refresh:
             return
-        self._cache.clear()
+        self._note(event)
         for upper_id in list(self._shown):
             self._kick(upper_id)
 
@@ -389,3 +452,18 @@ class Northbound:
                             extra={"device_id": link.upper_id, "call_id": sub.call_id})
                 return False
         return True
+
+
+class _Cached:
+    """One upper's shared catalog, and the changes noted since it was built (applied when needed)."""
+
+    __slots__ = ("settings", "name", "catalog", "status", "devices")
+
+    def __init__(self, settings: Any, name: str, catalog: SharedCatalog) -> None:
+        self.settings = settings
+        self.name = name
+        self.catalog = catalog
+        #: device ID -> channel IDs whose status changed (None: all of them, its presence changed)
+        self.status: dict[str, set[str] | None] = {}
+        #: devices whose catalog changed (or that registered or were removed)
+        self.devices: set[str] = set()
