@@ -78,12 +78,13 @@ async def city_with_upper(tmp_path, **upper_kw):
         **upper_kw},)))
     await city.start()
     try:
+        # the camera comes after the link is up: what exists when an upper registers us counts as
+        # known to it (it queries the catalog), so only later channels are announced as ADD
+        await wait_for(lambda: city.platform.cascade.link(UPPER).online, 15)
         async with DeviceSimulator(CAMERA, server_id=CITY, server_port=city.platform.sip_port,
                                    password="city-secret", keepalive_interval=30, channels=5,
                                    management={"groups": 1}) as sim:
-            # generous: the whole chain (register, catalog, link, first notification) runs first
             await wait_for(lambda: len(city.platform.management.catalog.channels(CAMERA)) == 7, 15)
-            await wait_for(lambda: city.platform.cascade.link(UPPER).online, 15)
             await wait_for(lambda: told(upper, "ADD") >= set(sim.management.channel_ids), 15)
             upper.received.clear()
             yield upper, city, sim
