@@ -218,24 +218,22 @@ def _alarm(row: Sequence[Any]) -> AlarmRecord:
     return AlarmRecord(**values)
 
 
-def _alarm_where(where: AlarmFilter) -> tuple[str, list[Any]]:
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE a AND b ...`` of the conditions whose value is not None, and their parameters (a
+    clause with several ``?`` takes its value for each)."""
     clauses: list[str] = []
     params: list[Any] = []
-    if where.since is not None:
-        clauses.append("at >= ?")
-        params.append(where.since)
-    if where.until is not None:
-        clauses.append("at < ?")
-        params.append(where.until)
-    if where.device_id is not None:
-        clauses.append("(device_id = ? OR alarm_device_id = ?)")
-        params += [where.device_id, where.device_id]
-    for name in ("alarm_type", "method", "priority"):
-        value = getattr(where, name)
+    for clause, value in conditions:
         if value is not None:
-            clauses.append(f"{name} = ?")
-            params.append(value)
+            clauses.append(clause)
+            params += [value] * clause.count("?")
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _alarm_where(where: AlarmFilter) -> tuple[str, list[Any]]:
+    return _where(("at >= ?", where.since), ("at < ?", where.until),
+                  ("(device_id = ? OR alarm_device_id = ?)", where.device_id),
+                  *((f"{name} = ?", getattr(where, name)) for name in ("alarm_type", "method", "priority")))
 
 
 def _record(row: Sequence[Any]) -> DeviceRecord:
@@ -526,16 +524,8 @@ class SqliteStore:
     async def mobile_positions(self, target_id: str | None = None, since: float | None = None,
                                until: float | None = None, limit: int = 1000) -> list[MobilePositionRecord]:
         check_paging(0, limit)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for clause, value in (("target_id = ?", target_id), ("at >= ?", since), ("at < ?", until)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        sql = f"SELECT {', '.join(_POS_COLUMNS)} FROM mobile_positions"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY at, id LIMIT ?"
+        where, params = _where(("target_id = ?", target_id), ("at >= ?", since), ("at < ?", until))
+        sql = f"SELECT {', '.join(_POS_COLUMNS)} FROM mobile_positions{where} ORDER BY at, id LIMIT ?"
         return [MobilePositionRecord(*row) for row in await self._read(sql, [*params, limit])]
 
     # -- upper platforms -------------------------------------------------------------------------
@@ -568,19 +558,9 @@ class SqliteStore:
                                  start: float | None = None, end: float | None = None,
                                  limit: int = 100, offset: int = 0) -> list[ControlLogRecord]:
         check_paging(offset, limit)
-        clauses: list[str] = []
-        params: list[Any] = []
-        if device_id is not None:
-            clauses.append("(device_id = ? OR channel_id = ?)")
-            params += [device_id, device_id]
-        for clause, value in (("source = ?", source), ("at >= ?", start), ("at < ?", end)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        sql = f"SELECT {', '.join(_LOG_COLUMNS)} FROM control_log"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
+        where, params = _where(("(device_id = ? OR channel_id = ?)", device_id), ("source = ?", source),
+                               ("at >= ?", start), ("at < ?", end))
+        sql = f"SELECT {', '.join(_LOG_COLUMNS)} FROM control_log{where} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
         return [ControlLogRecord(*row) for row in await self._read(sql, [*params, limit, offset])]
 
     async def prune_control_log(self, before: float) -> int:
