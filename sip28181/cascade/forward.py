@@ -236,36 +236,38 @@ class Forwarder:
         if asked == link.local_id:
             await self._send(link, self._own_config(link, query), call_id)
             return
-        answer = m.ConfigDownloadResponse(sn=query.sn, device_id=asked, result="ERROR")
         target = self._target(link, asked)
-        if target is not None:
-            device_id, channel_id = target
-            down = dataclasses.replace(query, sn=self._queries.next_sn(), device_id=channel_id)
-            try:
-                response = await self._queries.request(device_id, down)
-                answer = dataclasses.replace(response, sn=query.sn, device_id=asked)
-            except (Sip28181Error, OSError) as exc:
-                log.info("ConfigDownload for upper %s: %s", link.upper_id, exc, extra={"device_id": device_id})
+        answer = await self._ask(link, query, target) if target is not None else None
+        if answer is None:
+            answer = m.ConfigDownloadResponse(sn=query.sn, device_id=asked, result="ERROR")
         await self._send(link, answer, call_id)
+
+    async def _ask(self, link: "UpperLink", query: m.Message, target: tuple[str, str]) -> m.Message | None:
+        """``query`` sent down to the device with the channel's own ID and our SN; its answer with
+        the upper's SN and ID, or None when the device refused or did not answer."""
+        device_id, channel_id = target
+        down = dataclasses.replace(query, sn=self._queries.next_sn(), device_id=channel_id)
+        try:
+            response = await self._queries.request(device_id, down)
+        except (Sip28181Error, OSError) as exc:
+            log.info("%s for upper %s: %s", query.cmd_type, link.upper_id, exc, extra={"device_id": device_id})
+            return None
+        return dataclasses.replace(response, sn=query.sn, device_id=query.device_id)
 
     async def _relay(self, link: "UpperLink", query: m.Message, call_id: str) -> None:
         """A 2022 query: down with the channel's ID, the device's answer up with the upper's SN
         and ID; ``Result ERROR`` when it cannot be asked or does not answer."""
         asked = query.device_id
-        answer: m.Message = m.UnknownMessage(sn=query.sn, device_id=asked, unknown_kind=m.Kind.RESPONSE,
-                                             unknown_cmd_type=query.cmd_type, extra=[m.XmlNode("Result", "ERROR")])
         target = self._target(link, asked)
+        answer = None
         if target is None:
             log.info("%s from upper for %s: not shared", query.cmd_type, asked,
                      extra={"device_id": link.upper_id, "call_id": call_id})
         else:
-            device_id, channel_id = target
-            down = dataclasses.replace(query, sn=self._queries.next_sn(), device_id=channel_id)
-            try:
-                response = await self._queries.request(device_id, down)
-                answer = dataclasses.replace(response, sn=query.sn, device_id=asked)
-            except (Sip28181Error, OSError) as exc:
-                log.info("%s for upper %s: %s", query.cmd_type, link.upper_id, exc, extra={"device_id": device_id})
+            answer = await self._ask(link, query, target)
+        if answer is None:
+            answer = m.UnknownMessage(sn=query.sn, device_id=asked, unknown_kind=m.Kind.RESPONSE,
+                                      unknown_cmd_type=query.cmd_type, extra=[m.XmlNode("Result", "ERROR")])
         await self._send(link, answer, call_id)
 
     def _own_config(self, link: "UpperLink", query: m.ConfigDownloadQuery) -> m.ConfigDownloadResponse:
