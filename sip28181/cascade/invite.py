@@ -47,6 +47,7 @@ from media.psrtp import PsRtpSink
 from media.udpsend import UdpSender
 
 from ..errors import NotFoundError, RemoteProtocolError, Sip28181Error, TransactionError
+from ..manscdp.codec import CONTENT_TYPE as MANSCDP_TYPE
 from ..manscdp.messages import MediaStatusNotify
 from ..mansrtsp import CONTENT_TYPE as MANSRTSP_TYPE, MansrtspResponse, Method, parse_request
 from ..sdp import MediaDescription, Rtpmap, SdpError, SessionDescription, normalize_ssrc, parse as parse_sdp
@@ -67,7 +68,6 @@ __all__ = ["UpperMedia", "UpperCall", "CallState", "keeps_calls"]
 log = logging.getLogger("sip28181.cascade.media")
 
 SDP_TYPE = "APPLICATION/SDP"
-MANSCDP_TYPE = "Application/MANSCDP+xml"
 
 
 class CallState(str, enum.Enum):

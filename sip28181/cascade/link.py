@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import Sip28181Error, TransactionError
 from ..manscdp.charset import encode_body
+from ..manscdp.codec import CONTENT_TYPE as MANSCDP_TYPE
 from ..sip.auth import DigestClient
 from ..sip.dialog import new_call_id, new_tag
 from ..sip.message import Request, Response
@@ -36,7 +37,6 @@ __all__ = ["LinkState", "UPPER_REGISTRATION_RESULTS", "UpperError", "UpperLink",
 
 log = logging.getLogger("sip28181.cascade")
 
-MANSCDP_TYPE = "Application/MANSCDP+xml"
 
 #: Values of the ``result`` label of ``sip28181_upper_registrations_total``.
 UPPER_REGISTRATION_RESULTS = ("ok", "refreshed", "unregistered", "auth_failed", "forbidden",

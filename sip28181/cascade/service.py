@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import ManscdpError, NotFoundError, RemoteProtocolError
-from ..manscdp.codec import Envelope, parse_envelope
+from ..manscdp.codec import Envelope, message_envelope, parse_envelope
 from ..sip.dialog import new_tag
 from ..sip.message import Request, Response
 from ..transport import Flow
@@ -257,11 +257,8 @@ class Cascade:
 
     def _on_message(self, link: UpperLink, request: Request, flow: Flow) -> None:
         respond = self.platform.endpoint.respond
-        if (request.content_type or "").lower() != "application/manscdp+xml":
-            respond(Response.for_request(request, 415, "Expected Application/MANSCDP+xml", to_tag=new_tag()))
-            return
         try:
-            envelope = parse_envelope(request.body)
+            envelope = message_envelope(request.content_type, request.body)
         except ManscdpError as exc:
             respond(Response.for_request(request, exc.status_hint, exc.reason, to_tag=new_tag()))
             return

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import ManscdpError, RemoteProtocolError, Sip28181Error
 from ..manscdp import messages as m
 from ..manscdp.charset import encode_body
+from ..manscdp.codec import CONTENT_TYPE as MANSCDP_TYPE
 from ..sip.dialog import Dialog, new_tag
 from ..sip.message import Request, Response
 
@@ -43,7 +44,6 @@ log = logging.getLogger("sip28181.cascade")
 
 __all__ = ["UpperSubscription", "UpperSubscriptions"]
 
-MANSCDP_TYPE = "Application/MANSCDP+xml"
 DEFAULT_EXPIRES = 3600
 MAX_EXPIRES = 86400
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ..errors import ManscdpError, RemoteProtocolError, Sip28181Error
 from ..manscdp import messages as m
+from ..manscdp.codec import CONTENT_TYPE as MANSCDP
 from ..manscdp.ptz import PtzAction, PtzCommand, decode_ptz
 from ..sip.dialog import Dialog, new_tag
 from ..sip.message import Request, Response
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("sip28181.device")
 
-MANSCDP = "Application/MANSCDP+xml"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 CATALOG_EVENTS = ("ON", "OFF", "VLOST", "DEFECT", "ADD", "DEL", "UPDATE")
 

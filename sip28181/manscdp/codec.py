@@ -113,6 +113,18 @@ def parse_xml(raw: bytes) -> etree._Element:
     return _parse_tree(_utf8(raw))
 
 
+#: The Content-Type of MANSCDP bodies (compared case-insensitively on receipt).
+CONTENT_TYPE = "Application/MANSCDP+xml"
+
+
+def message_envelope(content_type: str | None, body: bytes) -> Envelope:
+    """The envelope of a MESSAGE's MANSCDP body; :class:`ManscdpError` with 415 for another
+    content type, else what :func:`parse_envelope` raises (400, 413)."""
+    if (content_type or "").lower() != "application/manscdp+xml":
+        raise ManscdpError("Expected Application/MANSCDP+xml", 415)
+    return parse_envelope(body)
+
+
 def parse_envelope(raw: bytes) -> Envelope:
     """Decode a MANSCDP body far enough to route it."""
     data = _utf8(raw)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import ManscdpError, NotFoundError, RemoteProtocolError
-from ..manscdp.codec import parse_envelope
+from ..manscdp.codec import message_envelope
 from ..sip.message import Request, Response
 from ..store.base import DeviceRecord, PresenceEvent, write_in_order
 from ..transport import Flow
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sip28181.platform")
 
 ALLOW = "REGISTER, MESSAGE, OPTIONS, ACK, BYE, CANCEL, INFO, NOTIFY, SUBSCRIBE, INVITE"
-MANSCDP_TYPE = "application/manscdp+xml"
 
 
 class Platform:
@@ -327,11 +326,8 @@ class Platform:
         """A MANSCDP MESSAGE. With ``stateless`` only a keepalive is handled (True returned);
         anything else is left for the transaction path (False)."""
         respond = (lambda r: self.endpoint.respond_stateless(r, flow)) if stateless else self.endpoint.respond
-        if request.content_type != MANSCDP_TYPE:
-            respond(Response.for_request(request, 415, "Expected Application/MANSCDP+xml", to_tag=new_tag()))
-            return True
         try:
-            envelope = parse_envelope(request.body)
+            envelope = message_envelope(request.content_type, request.body)
         except ManscdpError as exc:
             respond(Response.for_request(request, exc.status_hint, exc.reason, to_tag=new_tag()))
             return True

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import NotFoundError, RemoteProtocolError, TransactionError
+from ..manscdp.codec import CONTENT_TYPE as MANSCDP_CONTENT_TYPE
 from ..sip.message import Response
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ __all__ = ["Correlator", "DeviceRefused", "Gather", "Gathered", "Pending", "Quer
 
 T = TypeVar("T")
 
-MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
 
 
 class QueryTimeout(TransactionError):
