@@ -3,14 +3,9 @@ delete, validation errors, and persistence across a restart of the city."""
 
 from __future__ import annotations
 
-import contextlib
-
-import aiohttp
 import pytest
 
-from sip28181.server import Server
-
-from ..integration.conftest import Api, make_config, wait_for
+from ..integration.conftest import make_config, running as running_server, wait_for
 
 CITY = "44010000002000000001"
 PROVINCE = "44000000002000000001"
@@ -18,15 +13,8 @@ MINISTRY = "10000000002000000001"
 SECRET = "prov-secret"
 
 
-@contextlib.asynccontextmanager
-async def running(config):
-    server = Server(config)
-    await server.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield server, Api(session, f"http://127.0.0.1:{server.http_port}/api/v1")
-    finally:
-        await server.stop()
+def running(config):
+    return running_server(config, "/api/v1")
 
 
 def province_config(tmp_path, **kw):

@@ -4,28 +4,18 @@ what runs (it survives a restart as the winner's settings, never the loser's).""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-
-import aiohttp
 
 from sip28181.cascade.uppers import UpperExists, create_upper
-from sip28181.server import Server
 
-from ..integration.conftest import Api, loop_errors, make_config  # noqa: F401  (autouse: no leaked task errors)
+from ..integration.conftest import loop_errors  # noqa: F401  (autouse: no leaked task errors)
+from ..integration.conftest import make_config, running as running_server
 
 CITY = "44010000002000000001"
 PROVINCE = "44000000002000000001"
 
 
-@contextlib.asynccontextmanager
-async def running(config):
-    server = Server(config)
-    await server.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield server, Api(session, f"http://127.0.0.1:{server.http_port}/api/v1")
-    finally:
-        await server.stop()
+def running(config):
+    return running_server(config, "/api/v1")
 
 
 def body(name: str) -> dict:

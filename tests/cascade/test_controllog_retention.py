@@ -6,17 +6,15 @@ A real server with its SQLite store, read over its HTTP API.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
-import aiohttp
 import pytest
 
 from sip28181.cascade.controllog import ControlLog
 from sip28181.store import ControlLogRecord, StoreError
-from sip28181.server import Server
 
-from ..integration.conftest import Api, loop_errors, make_config  # noqa: F401  (autouse: no leaked task errors)
+from ..integration.conftest import loop_errors  # noqa: F401  (autouse: no leaked task errors)
+from ..integration.conftest import make_config, running as running_server
 
 NVR = "44010000001180000001"
 CAM = "44010000001320000001"
@@ -27,15 +25,8 @@ def entry(at: float, command: str = "PTZCmd") -> ControlLogRecord:
     return ControlLogRecord(at, "local", NVR, CAM, command, "A50F0101...", "ok")
 
 
-@contextlib.asynccontextmanager
-async def server_and_api(tmp_path, **config):
-    server = Server(make_config(tmp_path, **config))
-    await server.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield server, Api(session, f"http://127.0.0.1:{server.http_port}")
-    finally:
-        await server.stop()
+def server_and_api(tmp_path, **config):
+    return running_server(make_config(tmp_path, **config))
 
 
 @pytest.mark.parametrize("days, kept", [(None, ["fresh", "old"]), (10.0, ["fresh"]), (0.0, ["fresh", "old", "ancient"])])

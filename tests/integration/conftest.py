@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 
@@ -44,6 +45,18 @@ class Api:
 
     async def get(self, path: str, **kw):
         return await self.call("GET", path, **kw)
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config, prefix: str = ""):
+    """A started server and an API client for it (``prefix`` is put before every path)."""
+    srv = Server(config)
+    await srv.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield srv, Api(session, f"http://127.0.0.1:{srv.http_port}{prefix}")
+    finally:
+        await srv.stop()
 
 
 @pytest.fixture
